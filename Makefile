@@ -1,0 +1,35 @@
+# The two commands: `make demo` and `make test`. Each sets itself up.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CHECKOV_VENV := .venv-checkov
+
+.PHONY: demo test test-unit bench lint clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt setup.cfg
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+# checkov clashes with python-hcl2, so it lives in its own virtualenv.
+$(CHECKOV_VENV)/.installed:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q "checkov>=3.2,<4"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(PY) -m functions.local.demo
+
+test: $(VENV)/.installed $(CHECKOV_VENV)/.installed
+	CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest
+
+test-unit: $(VENV)/.installed
+	$(PY) -m pytest tests/unit
+
+bench: $(VENV)/.installed
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .hypothesis

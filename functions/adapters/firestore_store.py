@@ -1,0 +1,253 @@
+"""Firestore persistence: operation records, the event outbox, effect claims.
+
+Writes that race (claims, poll results) use update-time preconditions rather
+than transactions: the emulator and Standard edition lock pessimistically, so
+optimistic preconditions keep contended work fast and never block readers.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from google.api_core import exceptions as gexc
+
+from functions.domain.errors import InvalidArgument
+from functions.domain.events import Message, outbox_id
+from functions.domain.record import Record
+from functions.domain.states import ACTIVE
+from functions.domain.tracking import Decision
+
+log = logging.getLogger(__name__)
+
+LOST_RACE = (gexc.FailedPrecondition, gexc.Aborted, gexc.NotFound)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A record this run holds a lease on, with the write time that proves it."""
+
+    record: Record
+    update_time: Any
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    id: str
+    topic: str  # "events" | "commands"
+    message: Message
+    created_at: datetime
+
+
+class FirestoreStore:
+    def __init__(self, project: str, collection: str, client=None):
+        self._project = project
+        self._collection = collection
+        self._client = client
+        self._lock = threading.Lock()
+
+    @property
+    def client(self):
+        with self._lock:  # built lazily: no network work at import
+            if self._client is None:
+                from google.cloud import firestore
+
+                self._client = firestore.Client(project=self._project)
+            return self._client
+
+    def _records(self):
+        return self.client.collection(self._collection)
+
+    def _outbox(self):
+        return self.client.collection(f"{self._collection}_outbox")
+
+    def _claims(self):
+        return self.client.collection(f"{self._collection}_claims")
+
+    # Records ---------------------------------------------------------------
+    def create(self, record: Record) -> tuple[Record, bool]:
+        """Create unless it exists: `create()` is atomic, so concurrent submits make one record."""
+        ref = self._records().document(record.id)
+        try:
+            ref.create(record.to_doc())
+            return record, True
+        except gexc.AlreadyExists:
+            existing = self.get(record.id)
+            if existing is None:  # deleted in between (TTL): extremely unlikely; try once more
+                ref.create(record.to_doc())
+                return record, True
+            return existing, False
+
+    def get(self, operation_id: str) -> Record | None:
+        snapshot = self._records().document(operation_id).get()
+        return Record.from_doc(snapshot.to_dict()) if snapshot.exists else None
+
+    def get_with_time(self, operation_id: str) -> Claimed | None:
+        snapshot = self._records().document(operation_id).get()
+        return Claimed(Record.from_doc(snapshot.to_dict()), snapshot.update_time) if snapshot.exists else None
+
+    def update_fields(self, operation_id: str, changes: dict) -> None:
+        """A field-level update that does not disturb other writers' fields."""
+        self._records().document(operation_id).update(changes)
+
+    def list(self, *, state: str | None = None, service: str | None = None, labels: dict | None = None,
+             limit: int = 50, page_token: str | None = None) -> tuple[list[Record], str | None]:
+        """Equality filters ordered by id: served by single-field indexes (no composite needed)."""
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
+        query = self._records()
+        if state:
+            query = query.where(filter=FieldFilter("state", "==", state))
+        if service:
+            query = query.where(filter=FieldFilter("service", "==", service))
+        for key, value in (labels or {}).items():
+            query = query.where(filter=FieldFilter(f"labels.`{key}`", "==", value))
+        query = query.order_by("__name__").limit(limit + 1)
+        if page_token:
+            query = query.start_after({"__name__": self._records().document(_decode_token(page_token))})
+        records = [Record.from_doc(s.to_dict()) for s in query.stream()]
+        more = len(records) > limit
+        records = records[:limit]
+        return records, (_encode_token(records[-1].id) if more and records else None)
+
+    # Polling ---------------------------------------------------------------
+    def _due_query(self, now: datetime, shard: int | None):
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
+        query = self._records()
+        if shard is not None:
+            query = query.where(filter=FieldFilter("shard", "==", shard))
+        query = query.where(filter=FieldFilter("state", "in", [s.value for s in ACTIVE]))
+        return query.where(filter=FieldFilter("next_poll_at", "<=", now)).order_by("next_poll_at")
+
+    def due(self, now: datetime, limit: int, shard: int | None = None) -> list[Claimed]:
+        """Due records with their update times, oldest due first (streamed page by page)."""
+        query = self._due_query(now, shard).limit(limit)
+        return [Claimed(Record.from_doc(s.to_dict()), s.update_time) for s in query.stream()]
+
+    def next_due_at(self, shard: int | None = None) -> datetime | None:
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
+        query = self._records()
+        if shard is not None:
+            query = query.where(filter=FieldFilter("shard", "==", shard))
+        query = query.where(filter=FieldFilter("state", "in", [s.value for s in ACTIVE]))
+        for snapshot in query.order_by("next_poll_at").limit(1).stream():
+            return snapshot.get("next_poll_at")
+        return None
+
+    def claim(self, claimed: Claimed, run_id: str, lease_until: datetime, now: datetime) -> Claimed | None:
+        """Take a lease by pushing next_poll_at past the lease; None if another writer got there first."""
+        changes = {"lease_owner": run_id, "next_poll_at": lease_until, "updated_at": now}
+        try:
+            result = self._records().document(claimed.record.id).update(
+                changes, option=self.client.write_option(last_update_time=claimed.update_time))
+        except LOST_RACE:
+            return None
+        return Claimed(claimed.record.with_changes(**changes), result.update_time)
+
+    def commit(self, claimed: Claimed, decision: Decision) -> Any:
+        """Record and its outbox entries in one atomic batch, guarded by the lease's write time.
+
+        Returns the new update time, or None when someone else wrote the record
+        since (the caller re-reads and decides again).
+        """
+        from google.cloud import firestore
+
+        batch = self.client.batch()
+        batch.update(self._records().document(claimed.record.id), decision.record.to_doc(),
+                     option=self.client.write_option(last_update_time=claimed.update_time))
+        for topic, message in (("events", decision.event), ("commands", decision.command)):
+            if message is not None:
+                batch.set(self._outbox().document(outbox_id(topic, message)),
+                          {**message.to_doc(), "topic": topic, "created_at": firestore.SERVER_TIMESTAMP,
+                           "operation_id": claimed.record.id, "sequence": decision.record.sequence})
+        try:
+            results = batch.commit()
+        except LOST_RACE:
+            return None
+        return results[0].update_time
+
+    # Outbox ----------------------------------------------------------------
+    def add_outbox(self, topic: str, message: Message, operation_id: str, sequence: int) -> str:
+        from google.cloud import firestore
+
+        entry_id = outbox_id(topic, message)
+        self._outbox().document(entry_id).set(
+            {**message.to_doc(), "topic": topic, "created_at": firestore.SERVER_TIMESTAMP,
+             "operation_id": operation_id, "sequence": sequence})
+        return entry_id
+
+    def outbox(self, older_than: datetime, limit: int = 500) -> list[OutboxEntry]:
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
+        query = (self._outbox().where(filter=FieldFilter("created_at", "<=", older_than))
+                 .order_by("created_at").limit(limit))
+        entries = [OutboxEntry(s.id, s.get("topic"), Message.from_doc(s.to_dict()), s.get("created_at"))
+                   for s in query.stream()]
+        # Per operation, in sequence order (ordering keys keep it on the wire).
+        return sorted(entries, key=lambda e: (e.message.ordering_key, e.message.data.get("sequence", 0)))
+
+    def delete_outbox(self, entry_ids: list[str]) -> None:
+        for start in range(0, len(entry_ids), 400):
+            batch = self.client.batch()
+            for entry_id in entry_ids[start:start + 400]:
+                batch.delete(self._outbox().document(entry_id))
+            batch.commit()
+
+    # Effect claims (idempotent handling) -----------------------------------
+    def claim_effect(self, key: str, now: datetime, expires_s: float) -> str:
+        """'acquired', 'done' or 'busy' for an effect keyed by e.g. an event id."""
+        ref = self._claims().document(key)
+        doc = {"status": "IN_PROGRESS", "claimed_at": now, "expires_at": now + timedelta(seconds=expires_s)}
+        try:
+            ref.create(doc)
+            return "acquired"
+        except gexc.AlreadyExists:
+            pass
+        snapshot = ref.get()
+        if not snapshot.exists:
+            return self.claim_effect(key, now, expires_s)
+        current = snapshot.to_dict()
+        if current.get("status") == "COMPLETED":
+            return "done"
+        if current["expires_at"] > now:
+            return "busy"
+        try:  # an expired in-progress claim: its holder crashed, take it over
+            ref.update(doc, option=self.client.write_option(last_update_time=snapshot.update_time))
+            return "acquired"
+        except LOST_RACE:
+            return "busy"
+
+    def complete_effect(self, key: str, result: dict, now: datetime, keep_days: int) -> None:
+        self._claims().document(key).update({
+            "status": "COMPLETED", "result": result, "completed_at": now,
+            "expires_at": now + timedelta(days=keep_days)})
+
+    def mark_effect(self, key: str, changes: dict) -> None:
+        self._claims().document(key).update(changes)
+
+    def release_effect(self, key: str) -> None:
+        self._claims().document(key).delete()
+
+    def effect(self, key: str) -> dict | None:
+        snapshot = self._claims().document(key).get()
+        return snapshot.to_dict() if snapshot.exists else None
+
+
+def _encode_token(last_id: str) -> str:
+    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str) -> str:
+    try:
+        value = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidArgument("page_token is not valid") from exc
+    if not value or not all(c in "0123456789abcdef" for c in value) or len(value) > 64:
+        raise InvalidArgument("page_token is not valid")
+    return value
+

@@ -1,0 +1,108 @@
+"""The HTTP surface of `submit` and `poll` (contract §1, §3, §4).
+
+Maps requests to the services and every failure to Google's error body; a
+bug or an unavailable dependency becomes a 5xx, bad input always a 4xx.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+from google.api_core import exceptions as gexc
+
+from functions.domain.errors import (
+    InvalidArgument, LroError, MethodNotAllowed, NotFound, PayloadTooLarge, TransientError,
+    UnsupportedMediaType)
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+_OPERATION_PATH = re.compile(r"^/operations/(?P<id>[^/:]+)(?P<cancel>:cancel)?$")
+
+Response = tuple[dict, int, dict]
+
+
+def submit_routes(request, service) -> Response:
+    """POST / or /operations; GET /operations[/{id}]; POST /operations/{id}:cancel."""
+    def route() -> Response:
+        path = request.path.rstrip("/") or "/"
+        if path in ("/", "/operations"):
+            if request.method == "POST":
+                record, created = service.submit(read_json(request, required=True))
+                return _json(record.to_json(), 201 if created else 200)
+            if request.method == "GET" and path == "/operations":
+                return _json(service.list(request.args.to_dict()))
+            raise MethodNotAllowed(f"{request.method} is not supported on {path}")
+        match = _OPERATION_PATH.match(path)
+        if not match:
+            raise NotFound(f"no such resource: {path[:200]}")
+        if match["cancel"]:
+            if request.method != "POST":
+                raise MethodNotAllowed("cancel is POST /operations/{id}:cancel")
+            return _json(service.request_cancel(match["id"], read_json(request, required=False)), 202)
+        if request.method != "GET":
+            raise MethodNotAllowed(f"{request.method} is not supported on /operations/{{id}}")
+        return _json(service.get(match["id"]).to_json())
+
+    return guarded(route)
+
+
+def poll_route(request, service) -> Response:
+    def route() -> Response:
+        if request.method != "POST":
+            raise MethodNotAllowed("poll is POST")
+        body = read_json(request, required=False) or {}
+        if not isinstance(body, dict) or set(body) - {"budget_s", "shard"}:
+            raise InvalidArgument("poll takes an optional body {\"budget_s\": N, \"shard\": K}")
+        budget = body.get("budget_s")
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
+                                   or not 0 < budget <= 3600):
+            raise InvalidArgument("budget_s must be a number of seconds between 0 and 3600")
+        shard = body.get("shard")
+        if shard is not None and (isinstance(shard, bool) or not isinstance(shard, int) or shard < 0):
+            raise InvalidArgument("shard must be a non-negative whole number")
+        return _json(service.run(budget, shard).to_json())
+
+    return guarded(route)
+
+
+def guarded(route) -> Response:
+    try:
+        return route()
+    except LroError as exc:
+        if exc.http_status >= 500:
+            log.error("request failed: %s", exc.message)
+        return _json(exc.to_body(), exc.http_status)
+    except (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.Aborted, gexc.InternalServerError,
+            gexc.TooManyRequests, gexc.RetryError) as exc:
+        log.error("a dependency is unavailable: %s", exc)
+        return _json(TransientError("a dependency is unavailable; retry later").to_body(), 503)
+    except Exception:
+        log.exception("unexpected error")
+        return _json({"error": {"code": 500, "status": "INTERNAL", "message": "internal error"}}, 500)
+
+
+def read_json(request, *, required: bool) -> Any:
+    """The JSON body within limits: 413 oversized, 415 not JSON, 400 malformed."""
+    length = request.content_length
+    if length is not None and length > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"the body is larger than {MAX_BODY_BYTES} bytes")
+    raw = request.stream.read(MAX_BODY_BYTES + 1)
+    if len(raw) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"the body is larger than {MAX_BODY_BYTES} bytes")
+    if not raw.strip():
+        if required:
+            raise InvalidArgument("a JSON body is required")
+        return None
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType("the body must be JSON (Content-Type: application/json)")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidArgument(f"the body is not valid JSON: {str(exc)[:120]}") from exc
+
+
+def _json(body: dict, status: int = 200) -> Response:
+    return body, status, {"Content-Type": "application/json"}

@@ -1,0 +1,139 @@
+"""The messages lrowatch publishes: state-change events, cancel outcomes, commands.
+
+This module is the event schema (contract §6, §7); docs/schemas/ mirrors it.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from functions.domain.record import Record, rfc3339
+
+STATE_CHANGED = "lro.state_changed"
+CANCEL_OUTCOME = "lro.cancel_outcome"
+CANCEL_COMMAND = "cancel"
+
+# Pub/Sub limits: attribute values ≤ 1,024 bytes. Events carry API JSON up to
+# this size; past it metadata/response are left out and `truncated` is set.
+ATTRIBUTE_LIMIT = 1024
+EVENT_PAYLOAD_LIMIT = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Message:
+    """A Pub/Sub message ready to publish (or to park in the outbox)."""
+
+    data: dict
+    attributes: dict = field(default_factory=dict)
+    ordering_key: str = ""
+
+    def encoded(self) -> bytes:
+        return json.dumps(self.data, separators=(",", ":")).encode()
+
+    def to_doc(self) -> dict:
+        return {"data": json.dumps(self.data), "attributes": self.attributes, "ordering_key": self.ordering_key}
+
+    @classmethod
+    def from_doc(cls, doc: dict) -> "Message":
+        return cls(json.loads(doc["data"]), dict(doc.get("attributes") or {}), doc.get("ordering_key", ""))
+
+
+def event_id(operation_id: str, sequence: int) -> str:
+    return f"{operation_id}-{sequence}"
+
+
+def outbox_id(topic_kind: str, message: Message) -> str:
+    """One outbox document per message: a retried write can't park it twice."""
+    return f"{topic_kind}-{message.data.get('event_id') or message.data.get('id')}"
+
+
+def _operation(record: Record) -> dict:
+    return {"id": record.id, "name": record.name, "service": record.service, "url": record.url}
+
+
+def _attributes(kind: str, eid: str, record: Record) -> dict:
+    attributes = {
+        "type": kind,
+        "event_id": eid,
+        "operation_id": record.id,
+        "service": record.service,
+        "state": record.state.value,
+        "done": "true" if record.done else "false",
+    }
+    if len(record.name.encode()) <= ATTRIBUTE_LIMIT:
+        attributes["operation"] = record.name
+    return attributes
+
+
+def state_changed(record: Record, previous_state: str, observed_at: datetime) -> Message:
+    """The event for `record`'s current state; `record.sequence` already bumped."""
+    eid = event_id(record.id, record.sequence)
+    data: dict[str, Any] = {
+        "type": STATE_CHANGED,
+        "event_id": eid,
+        "sequence": record.sequence,
+        "operation": _operation(record),
+        "state": record.state.value,
+        "previous_state": previous_state,
+        "done": record.done,
+        "provider_state": record.provider_state,
+        "progress_percent": record.progress_percent,
+        "error": record.error,
+        "metadata": record.metadata or {},
+        "response": record.response or {},
+        "labels": record.labels,
+        "correlation_id": record.correlation_id,
+        "submitted_at": rfc3339(record.submitted_at),
+        "observed_at": rfc3339(observed_at),
+    }
+    if record.items is not None:
+        data["items"] = record.items
+    payload = len(json.dumps([data["metadata"], data["response"]], separators=(",", ":")))
+    if record.truncated or payload > EVENT_PAYLOAD_LIMIT:
+        data["metadata"], data["response"], data["truncated"] = {}, {}, True
+    return Message(data, _attributes(STATE_CHANGED, eid, record), ordering_key=record.id)
+
+
+def cancel_outcome(record: Record, outcome: dict, observed_at: datetime) -> Message:
+    eid = f"{record.id}-cancel"
+    data = {
+        "type": CANCEL_OUTCOME,
+        "event_id": eid,
+        "sequence": record.sequence,
+        "operation": _operation(record),
+        "state": record.state.value,
+        "done": record.done,
+        "outcome": outcome.get("outcome"),
+        "api_status": outcome.get("api_status"),
+        "reason": outcome.get("reason"),
+        "requested_by": outcome.get("requested_by"),
+        "labels": record.labels,
+        "correlation_id": record.correlation_id,
+        "observed_at": rfc3339(observed_at),
+    }
+    return Message(data, _attributes(CANCEL_OUTCOME, eid, record), ordering_key=record.id)
+
+
+def cancel_command(operation_id: str, reason: str | None, requested_by: str | None) -> Message:
+    data = {"type": CANCEL_COMMAND, "id": operation_id, "reason": reason, "requested_by": requested_by}
+    return Message(data, {"type": CANCEL_COMMAND, "operation_id": operation_id})
+
+
+def notification(record: Record, eid: str) -> Message:
+    """The compact message sent to a submitter's notify_topic / notify_url."""
+    data = {
+        "type": "lro.notification",
+        "event_id": eid,
+        "operation": _operation(record),
+        "state": record.state.value,
+        "done": record.done,
+        "error": record.error,
+        "items": record.items,
+        "labels": record.labels,
+        "correlation_id": record.correlation_id,
+        "submitted_at": rfc3339(record.submitted_at),
+        "completed_at": rfc3339(record.completed_at),
+    }
+    return Message(data, _attributes("lro.notification", eid, record))

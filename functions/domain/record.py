@@ -1,0 +1,152 @@
+"""The tracked-operation record: one Firestore document per operation.
+
+The document schema lives here so that every adapter and service agrees on
+it. API-provided JSON (metadata, response, error details) is stored as JSON
+text: Firestore maps cannot hold nested arrays and cap nesting depth, and a
+string's size is easy to bound under the 1 MiB document limit.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+from functions.domain.names import OperationRef
+from functions.domain.policy import Policy
+from functions.domain.states import State
+
+# The record keeps API JSON up to this size each (metadata, response);
+# larger payloads are dropped and flagged truncated.
+RECORD_JSON_LIMIT = 256 * 1024
+_JSON_FIELDS = ("metadata", "response", "error", "last_error", "items", "cancel", "completion")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def rfc3339(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Record:
+    id: str
+    name: str
+    service: str
+    api_version: str
+    endpoint: str
+    submitted_at: datetime
+    next_poll_at: datetime
+    deadline_at: datetime
+    shard: int = 0
+    policy: dict = field(default_factory=dict)
+    quota_project: str | None = None
+    labels: dict = field(default_factory=dict)
+    correlation_id: str | None = None
+    notify_topic: str | None = None
+    notify_url: str | None = None
+    source: str = "submit"
+    state: State = State.PENDING
+    sequence: int = 0
+    done: bool = False
+    provider_state: str | None = None
+    progress_percent: int | None = None
+    error: dict | None = None
+    items: dict | None = None
+    metadata: dict | None = None
+    response: dict | None = None
+    truncated: bool = False
+    polls: int = 0
+    seen: bool = False
+    consecutive_errors: int = 0
+    last_error: dict | None = None
+    last_polled_at: datetime | None = None
+    updated_at: datetime | None = None
+    completed_at: datetime | None = None
+    lease_owner: str | None = None
+    cancel: dict | None = None
+    completion: dict | None = None
+    expire_at: datetime | None = None
+
+    @property
+    def ref(self) -> OperationRef:
+        return OperationRef(self.name, self.service, self.api_version, self.endpoint)
+
+    @property
+    def url(self) -> str:
+        return self.ref.url
+
+    @property
+    def poll_policy(self) -> Policy:
+        return Policy.from_dict(self.policy)
+
+    def with_changes(self, **changes: Any) -> "Record":
+        return replace(self, **changes)
+
+    # Firestore document form -------------------------------------------------
+    def to_doc(self) -> dict:
+        doc = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in _JSON_FIELDS:
+                value = None if value is None else json.dumps(value, separators=(",", ":"))
+            elif isinstance(value, State):
+                value = value.value
+            doc[f.name] = value
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> "Record":
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in doc.items() if k in known}
+        for name in _JSON_FIELDS:
+            if isinstance(values.get(name), str):
+                values[name] = json.loads(values[name])
+        values["state"] = State(values.get("state", "PENDING"))
+        return cls(**values)
+
+    def to_json(self) -> dict:
+        """The public view served by GET /operations/{id} (no lease internals)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "service": self.service,
+            "api_version": self.api_version,
+            "url": self.url,
+            "state": self.state.value,
+            "done": self.done,
+            "sequence": self.sequence,
+            "provider_state": self.provider_state,
+            "progress_percent": self.progress_percent,
+            "error": self.error,
+            "items": self.items,
+            "metadata": self.metadata,
+            "response": self.response,
+            "truncated": self.truncated,
+            "labels": self.labels,
+            "correlation_id": self.correlation_id,
+            "quota_project": self.quota_project,
+            "notify_topic": self.notify_topic,
+            "notify_url": self.notify_url,
+            "policy": self.policy,
+            "source": self.source,
+            "polls": self.polls,
+            "consecutive_errors": self.consecutive_errors,
+            "last_error": self.last_error,
+            "cancel": self.cancel,
+            "completion": self.completion,
+            "submitted_at": rfc3339(self.submitted_at),
+            "updated_at": rfc3339(self.updated_at),
+            "last_polled_at": rfc3339(self.last_polled_at),
+            "next_poll_at": None if self.state.terminal else rfc3339(self.next_poll_at),
+            "deadline_at": rfc3339(self.deadline_at),
+            "completed_at": rfc3339(self.completed_at),
+        }
+
+
+def fits(value: Any, limit: int = RECORD_JSON_LIMIT) -> bool:
+    return value is None or len(json.dumps(value, separators=(",", ":"))) <= limit

@@ -1,0 +1,152 @@
+"""States (contract §5) and how a google.longrunning.Operation maps onto them."""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+
+class State(str, enum.Enum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    CANCELLING = "CANCELLING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
+    TIMED_OUT = "TIMED_OUT"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+
+TERMINAL = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED, State.EXPIRED, State.TIMED_OUT})
+ACTIVE = (State.PENDING, State.RUNNING, State.CANCELLING)
+_RANK = {State.PENDING: 0, State.RUNNING: 1, State.CANCELLING: 2, **{s: 3 for s in TERMINAL}}
+
+# Provider states (Vision, Document AI, Vertex/commonMetadata …) by meaning.
+_PROVIDER_SUCCESS = {"SUCCEEDED", "SUCCESSFUL", "DONE", "SUCCESS", "COMPLETED"}
+_PROVIDER_FAILED = {"FAILED", "FAILURE", "ERROR"}
+_PROVIDER_CANCELLED = {"CANCELLED", "CANCELED"}
+_PROVIDER_CANCELLING = {"CANCELLING", "CANCELING"}
+
+CODE_CANCELLED = 1
+CODE_UNKNOWN = 2
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one GET said, normalised."""
+
+    state: State
+    done: bool
+    provider_state: str | None
+    progress_percent: int | None
+    error: dict | None
+    items: dict | None
+    metadata: dict | None
+    response: dict | None
+
+
+def advance(current: State, observed: State) -> State:
+    """A state never moves backwards; a terminal state is final."""
+    if current.terminal:
+        return current
+    return observed if observed.rank >= current.rank else current
+
+
+def provider_state_of(metadata: Mapping[str, Any] | None) -> str | None:
+    if not isinstance(metadata, Mapping):
+        return None
+    for holder in (metadata, metadata.get("commonMetadata"), metadata.get("genericMetadata")):
+        if isinstance(holder, Mapping) and isinstance(holder.get("state"), str):
+            return holder["state"]
+    return None
+
+
+def progress_of(metadata: Mapping[str, Any] | None) -> int | None:
+    if not isinstance(metadata, Mapping):
+        return None
+    for key in ("progressPercent", "progressPercentage", "progress_percent"):
+        value = metadata.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return int(max(0, min(100, value)))
+    progresses = metadata.get("annotationProgress")  # Video Intelligence: one per input
+    if isinstance(progresses, list):
+        values = [p.get("progressPercent", 0) for p in progresses if isinstance(p, Mapping)]
+        if values and all(isinstance(v, (int, float)) for v in values):
+            return int(sum(values) / len(values))
+    return None
+
+
+def items_of(metadata: Mapping[str, Any] | None, response: Mapping[str, Any] | None) -> dict | None:
+    """Per-item outcome summary: Document AI statuses, Vision import statuses."""
+    statuses: list = []
+    review_errors = 0
+    if isinstance(metadata, Mapping) and isinstance(metadata.get("individualProcessStatuses"), list):
+        for entry in metadata["individualProcessStatuses"]:
+            if not isinstance(entry, Mapping):
+                continue
+            statuses.append(entry.get("status") or {})
+            review = entry.get("humanReviewStatus")
+            if isinstance(review, Mapping) and review.get("state") == "ERROR":
+                review_errors += 1
+    elif isinstance(response, Mapping) and isinstance(response.get("statuses"), list):
+        statuses = response["statuses"]
+    if not statuses:
+        return None
+    failed = sum(1 for s in statuses if isinstance(s, Mapping) and s.get("code", 0) not in (0, None))
+    items = {"total": len(statuses), "failed": failed}
+    if review_errors:
+        items["human_review_errors"] = review_errors
+    return items
+
+
+def _as_status(error: Any) -> dict:
+    if isinstance(error, Mapping):
+        code = error.get("code")
+        status = {
+            "code": code if isinstance(code, int) and not isinstance(code, bool) else CODE_UNKNOWN,
+            "message": str(error.get("message", ""))[:4096],
+        }
+        if isinstance(error.get("details"), list):
+            status["details"] = error["details"]
+        return status
+    return {"code": CODE_UNKNOWN, "message": "operation error was not a google.rpc.Status"}
+
+
+def normalise(operation: Mapping[str, Any]) -> Observation:
+    """Map a google.longrunning.Operation JSON to an Observation (contract §5)."""
+    metadata = operation.get("metadata") if isinstance(operation.get("metadata"), Mapping) else None
+    response = operation.get("response") if isinstance(operation.get("response"), Mapping) else None
+    provider_state = provider_state_of(metadata)
+    upper = (provider_state or "").upper()
+    progress = progress_of(metadata)
+    items = items_of(metadata, response)
+    done = operation.get("done") is True
+    error = None
+    if not done:
+        state = State.CANCELLING if upper in _PROVIDER_CANCELLING else State.RUNNING
+    elif "error" in operation and operation["error"] is not None:
+        error = _as_status(operation["error"])
+        state = State.CANCELLED if error["code"] == CODE_CANCELLED else State.FAILED
+    elif upper in _PROVIDER_FAILED:
+        state = State.FAILED
+        error = {"code": CODE_UNKNOWN, "message": f"provider state {provider_state}"}
+    elif upper in _PROVIDER_CANCELLED:
+        state = State.CANCELLED
+        error = {"code": CODE_CANCELLED, "message": f"provider state {provider_state}"}
+    elif response is not None or upper in _PROVIDER_SUCCESS:
+        state = State.SUCCEEDED
+    else:
+        # Never a silent success: done with nothing to show is an error (api-core does the same).
+        state = State.FAILED
+        error = {"code": CODE_UNKNOWN, "message": "operation finished with neither response nor error"}
+    if state is State.SUCCEEDED:
+        progress = 100
+    return Observation(state, done, provider_state, progress, error, items, metadata, response)

@@ -1,0 +1,134 @@
+"""What one poll result does to a record: the pure heart of `poll`.
+
+Given the record, what the Operations API answered and the time, decide the
+record's next version, the event to publish (one per change of state) and
+any command to send. No I/O here, so every rule is unit-tested directly.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Mapping
+
+from functions.domain import events
+from functions.domain.events import Message
+from functions.domain.policy import retry_delay
+from functions.domain.record import Record, fits
+from functions.domain.states import State, advance, normalise
+
+CODE_NOT_FOUND = 5
+CODE_DEADLINE_EXCEEDED = 4
+
+
+@dataclass(frozen=True)
+class ApiFailure:
+    """A GET that did not yield an operation, classified by the REST adapter."""
+
+    kind: str  # "transient" | "not_found" | "permanent"
+    status: dict  # google.rpc.Status-like: code (HTTP), status, message
+    retry_after_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Rules:
+    max_permanent_errors: int = 5
+    not_found_grace_s: float = 300.0
+    retention_days: int = 35
+
+
+@dataclass(frozen=True)
+class Decision:
+    record: Record
+    event: Message | None = None
+    command: Message | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self.event is not None
+
+
+def after_poll(record: Record, result: Mapping[str, Any] | ApiFailure, now: datetime,
+               rules: Rules = Rules(), rng: random.Random | None = None) -> Decision:
+    if record.state.terminal:
+        return Decision(record)
+    base = {"last_polled_at": now, "updated_at": now, "lease_owner": None}
+    if isinstance(result, ApiFailure):
+        decision = _after_failure(record, result, now, rules, base, rng)
+    else:
+        decision = _after_answer(record, result, now, rules, base, rng)
+    if not decision.record.state.terminal and now >= record.deadline_at:
+        return timed_out(decision.record, now, rules)
+    return decision
+
+
+def _after_answer(record: Record, operation: Mapping[str, Any], now: datetime, rules: Rules,
+                  base: dict, rng) -> Decision:
+    seen = normalise(operation)
+    state = advance(record.state, seen.state)
+    keeps_payload = fits(seen.metadata) and fits(seen.response)
+    updated = record.with_changes(
+        **base,
+        state=state,
+        done=seen.done and state.terminal,
+        provider_state=seen.provider_state,
+        progress_percent=seen.progress_percent,
+        items=seen.items,
+        error=seen.error if state in (State.FAILED, State.CANCELLED) else None,
+        metadata=seen.metadata if keeps_payload else None,
+        response=seen.response if keeps_payload else None,
+        truncated=not keeps_payload,
+        polls=record.polls + 1,
+        seen=True,
+        consecutive_errors=0,
+        last_error=None,
+        next_poll_at=now + timedelta(seconds=record.poll_policy.poll_delay(record.polls + 1, rng)),
+    )
+    return _with_event(record, updated, now, rules)
+
+
+def _after_failure(record: Record, failure: ApiFailure, now: datetime, rules: Rules,
+                   base: dict, rng) -> Decision:
+    errors = record.consecutive_errors + 1
+    last_error = {**failure.status, "kind": failure.kind, "at": now.isoformat()}
+    retry_at = now + timedelta(seconds=retry_delay(errors, failure.retry_after_s, rng))
+    changes = dict(base, consecutive_errors=errors, last_error=last_error, next_poll_at=retry_at)
+    age_s = (now - record.submitted_at).total_seconds()
+    if failure.kind == "not_found" and (record.seen or age_s >= rules.not_found_grace_s):
+        # The API forgot it (past its ~30-day retention), or never knew it.
+        error = {"code": CODE_NOT_FOUND, "status": "NOT_FOUND",
+                 "message": failure.status.get("message") or "operation not found"}
+        updated = record.with_changes(**changes, state=State.EXPIRED, error=error)
+    elif failure.kind == "permanent" and errors >= rules.max_permanent_errors:
+        updated = record.with_changes(**changes, state=State.FAILED, error=_rpc_status(failure.status))
+    else:
+        updated = record.with_changes(**changes)
+    return _with_event(record, updated, now, rules)
+
+
+def timed_out(record: Record, now: datetime, rules: Rules = Rules()) -> Decision:
+    """The tracking deadline passed; cancel only if the submitter asked for it."""
+    error = {"code": CODE_DEADLINE_EXCEEDED, "status": "DEADLINE_EXCEEDED",
+             "message": "lrowatch's tracking deadline passed before the operation finished"}
+    updated = record.with_changes(state=State.TIMED_OUT, error=error, updated_at=now, lease_owner=None)
+    decision = _with_event(record, updated, now, rules)
+    command = None
+    if record.poll_policy.cancel_on_deadline:
+        command = events.cancel_command(record.id, "deadline passed", "lrowatch:cancel_on_deadline")
+    return Decision(decision.record, decision.event, command)
+
+
+def _with_event(before: Record, after: Record, now: datetime, rules: Rules) -> Decision:
+    if after.state == before.state:
+        return Decision(after)
+    after = after.with_changes(sequence=before.sequence + 1)
+    if after.state.terminal:
+        after = after.with_changes(
+            completed_at=now, done=after.done or after.state.terminal,
+            expire_at=now + timedelta(days=rules.retention_days),
+        )
+    return Decision(after, events.state_changed(after, before.state.value, now))
+
+
+def _rpc_status(status: dict) -> dict:
+    return {k: status[k] for k in ("code", "status", "message", "details") if k in status}

@@ -1,0 +1,54 @@
+"""Builds the services from Settings, once per configuration, lazily.
+
+Importing this module (or main.py) does no network work: clients are created
+on first use, so cold starts stay cheap.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+
+from functions import logs
+from functions.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    submit: "object"
+    poll: "object"
+    handle: "object"
+
+
+@functools.lru_cache(maxsize=8)
+def build(settings: Settings) -> Services:
+    from functions.adapters.firestore_store import FirestoreStore
+    from functions.adapters.notifier import Notifier
+    from functions.adapters.operations_api import OperationsApi
+    from functions.adapters.pubsub_publisher import Publisher
+    from functions.services.handle import HandleService
+    from functions.services.poll import PollService
+    from functions.services.submit import SubmitService
+
+    logs.setup(settings.log_level)
+    if settings.api_base_url:
+        log.warning("LRO_API_BASE_URL=%s: local/testing mode, Operations API calls carry no credentials",
+                    settings.api_base_url)
+    store = FirestoreStore(settings.project, settings.collection)
+    publisher = Publisher()
+    api = OperationsApi(settings.api_base_url, pool_size=settings.poll_concurrency)
+    notifier = Notifier(publisher, settings)
+    return Services(
+        settings=settings,
+        submit=SubmitService(settings, store, publisher),
+        poll=PollService(settings, store, api, publisher),
+        handle=HandleService(settings, store, api, publisher, notifier),
+    )
+
+
+def current() -> Services:
+    """Services for the process environment (read on each call: cheap, and tests may change it)."""
+    return build(Settings.from_env())
