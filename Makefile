@@ -32,4 +32,4 @@ bench: $(VENV)/.installed
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .hypothesis .run

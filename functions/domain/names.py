@@ -45,9 +45,9 @@ REGISTRY: dict[str, Service] = {
     )
 }
 
-_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_~.-]{0,254}$")
-_LOCATION = re.compile(r"^[a-z][a-z0-9-]{0,61}[a-z0-9]$")
-_VERSION = re.compile(r"^v[0-9]{1,2}(?:(?:p[0-9]{1,2})?(?:alpha|beta)[0-9]{0,2})?$")
+_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_~.-]{0,254}\Z")
+_LOCATION = re.compile(r"^[a-z][a-z0-9-]{0,61}[a-z0-9]\Z")
+_VERSION = re.compile(r"^v[0-9]{1,2}(?:(?:p[0-9]{1,2})?(?:alpha|beta)[0-9]{0,2})?\Z")
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ def build_ref(name: object, service: object, api_version: object = None) -> Oper
     )
 
 
-_URL = re.compile(r"^https://(?P<host>[a-z0-9.-]+)/(?P<version>[a-z0-9]+)/(?P<name>[A-Za-z0-9_~./-]+)$")
+_URL = re.compile(r"^https://(?P<host>[a-z0-9.-]+)/(?P<version>[a-z0-9]+)/(?P<name>[A-Za-z0-9_~./-]+)\Z")
 
 
 def parse_url(url: object) -> OperationRef:

@@ -72,7 +72,12 @@ class Policy:
 
     def poll_delay(self, polls_done: int, rng: random.Random | None = None) -> float:
         """Delay before the next poll after `polls_done` polls saw "not done"."""
-        delay = self.initial_delay_s * (self.multiplier ** max(polls_done, 0))
+        # Growth starts from at least 1 s, so initial_delay_s=0 (poll at once) still backs off.
+        base = max(self.initial_delay_s, 1.0)
+        try:
+            delay = base * (self.multiplier ** max(polls_done, 0))
+        except OverflowError:  # 1.5 ** ~1750: long-running operations polled at max_delay_s
+            delay = self.max_delay_s
         delay = max(min(delay, self.max_delay_s), 1.0)
         return _jittered(delay, self.jitter, rng)
 

@@ -79,8 +79,8 @@ def progress_of(metadata: Mapping[str, Any] | None) -> int | None:
     progresses = metadata.get("annotationProgress")  # Video Intelligence: one per input
     if isinstance(progresses, list):
         values = [p.get("progressPercent", 0) for p in progresses if isinstance(p, Mapping)]
-        if values and all(isinstance(v, (int, float)) for v in values):
-            return int(sum(values) / len(values))
+        if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            return int(max(0, min(100, sum(values) / len(values))))
     return None
 
 

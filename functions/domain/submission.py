@@ -15,11 +15,11 @@ _FIELDS = {
     "name", "service", "api_version", "url", "quota_project", "labels", "correlation_id",
     "notify_topic", "notify_url", "policy",
 }
-_PROJECT = re.compile(r"^(?:[a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]{1,20})$")
-_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
-_TOPIC = re.compile(r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/topics/[A-Za-z][A-Za-z0-9._~+%-]{2,254}$")
-_CORRELATION = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,255}$")
+_PROJECT = re.compile(r"^(?:[a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]{1,20})\Z")
+_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}\Z")
+_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}\Z")
+_TOPIC = re.compile(r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/topics/[A-Za-z][A-Za-z0-9._~+%-]{2,254}\Z")
+_CORRELATION = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,255}\Z")
 MAX_LABELS = 64
 
 

@@ -26,7 +26,6 @@ from functions.domain.tracking import Decision, Rules, after_poll
 
 log = logging.getLogger(__name__)
 
-# Stop claiming this long before the budget ends: an in-flight GET may take its timeout.
 STOP_MARGIN_S = 2.0
 # The outbox entries a live run may still be publishing are left to it this long.
 OUTBOX_GRACE_S = 10.0
@@ -72,11 +71,12 @@ class PollService:
     def run(self, budget_s: float | None = None, shard: int | None = None) -> RunSummary:
         started = self._monotonic()
         budget = min(budget_s or self._settings.poll_budget_s, self._settings.poll_budget_s)
-        stop_at = started + budget
+        # Stop claiming a little before the budget ends (an in-flight GET may take its timeout).
+        stop_at = started + budget - min(STOP_MARGIN_S, budget / 4)
         summary = RunSummary(run_id=uuid.uuid4().hex[:16])
         self._flush_outbox(summary)
         with ThreadPoolExecutor(self._settings.poll_concurrency, thread_name_prefix="poll") as pool:
-            while self._monotonic() < stop_at - STOP_MARGIN_S:
+            while self._monotonic() < stop_at:
                 now = self._clock()
                 due = self._store.due(now, self._settings.poll_batch, shard)
                 if not due:
@@ -92,7 +92,7 @@ class PollService:
     def _nap_until_due(self, shard: int | None, stop_at: float) -> bool:
         """Sleep until the next operation falls due; False when none does within the budget."""
         next_due = self._store.next_due_at(shard)
-        remaining = stop_at - STOP_MARGIN_S - self._monotonic()
+        remaining = stop_at - self._monotonic()
         if next_due is None:
             wait = remaining
         else:

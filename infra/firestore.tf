@@ -1,0 +1,125 @@
+# Firestore (native mode): the (default) database, the poller's composite
+# indexes, the index exemption for next_poll_at, and TTL policies.
+#
+# The code does not name a database (config.py has no database variable), so
+# lrowatch always uses "(default)". Field names used here are part of the
+# record schema and must match the code:
+#   ${collection}          state, shard, next_poll_at, expire_at (TTL)
+#   ${collection}_claims   expires_at (TTL)
+#   ${collection}_outbox   no index or TTL configuration needed here
+
+locals {
+  firestore_database = "(default)"
+  claims_collection  = "${var.collection}_claims"
+  outbox_collection  = "${var.collection}_outbox"
+}
+
+resource "google_firestore_database" "default" {
+  count = var.create_firestore_database ? 1 : 0
+
+  project                           = var.project_id
+  name                              = local.firestore_database
+  location_id                       = coalesce(var.firestore_location, var.region)
+  type                              = "FIRESTORE_NATIVE"
+  concurrency_mode                  = "PESSIMISTIC"
+  app_engine_integration_mode       = "DISABLED"
+  point_in_time_recovery_enablement = "POINT_IN_TIME_RECOVERY_ENABLED"
+  delete_protection_state           = "DELETE_PROTECTION_ENABLED"
+  # `terraform destroy` leaves the database (and its data) in place.
+  deletion_policy = "ABANDON"
+}
+
+# Due-operation query, unsharded: state == / in (...) AND next_poll_at <= now
+# ORDER BY next_poll_at.
+resource "google_firestore_index" "due" {
+  project     = var.project_id
+  database    = local.firestore_database
+  collection  = var.collection
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "state"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "next_poll_at"
+    order      = "ASCENDING"
+  }
+
+  depends_on = [google_firestore_database.default]
+}
+
+# Due-operation query per shard: shard == S AND state == / in (...) AND
+# next_poll_at <= now ORDER BY next_poll_at. The shard field placed before the
+# timestamp is Firestore's documented remedy for sequential-index hotspots.
+resource "google_firestore_index" "due_by_shard" {
+  project     = var.project_id
+  database    = local.firestore_database
+  collection  = var.collection
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "shard"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "state"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "next_poll_at"
+    order      = "ASCENDING"
+  }
+
+  depends_on = [google_firestore_database.default]
+}
+
+# Decision: exempt next_poll_at from automatic single-field indexing.
+# Every poll rewrites next_poll_at with a near-"now" timestamp; the automatic
+# single-field index on it is one sequential index over the whole collection,
+# the hotspot that caps writes at ~500/s. Composite indexes are built and kept
+# independently of single-field indexes, so the two indexes above still serve
+# every due-operation query. Consequence for the code: never query or order on
+# next_poll_at alone — always with an equality/IN on state (and shard).
+resource "google_firestore_field" "next_poll_at" {
+  project    = var.project_id
+  database   = local.firestore_database
+  collection = var.collection
+  field      = "next_poll_at"
+
+  # An empty index_config removes the automatic ascending, descending and
+  # array-contains indexes for this field.
+  index_config {}
+
+  depends_on = [google_firestore_database.default]
+}
+
+# Finished operations are deleted after var.retention_days: the code sets
+# expire_at = finished_at + retention_days on a terminal record (unset while
+# the operation is live). Not queried, so its index is exempted as well, as
+# recommended for TTL fields written at high rates.
+resource "google_firestore_field" "operations_ttl" {
+  project    = var.project_id
+  database   = local.firestore_database
+  collection = var.collection
+  field      = "expire_at"
+
+  ttl_config {}
+  index_config {}
+
+  # Field configuration changes are applied one at a time per database.
+  depends_on = [google_firestore_field.next_poll_at]
+}
+
+# Idempotency claims (submission de-duplication) expire on their own.
+resource "google_firestore_field" "claims_ttl" {
+  project    = var.project_id
+  database   = local.firestore_database
+  collection = local.claims_collection
+  field      = "expires_at"
+
+  ttl_config {}
+  index_config {}
+
+  depends_on = [google_firestore_field.operations_ttl]
+}

@@ -1,0 +1,268 @@
+# Cloud Functions (2nd gen): submit (HTTP), submit_pubsub, poll, handle.
+#
+# submit_pubsub and handle are CloudEvent functions deployed WITHOUT an
+# event_trigger: their push subscriptions are managed in pubsub.tf (dead
+# letters, ordering, ack deadline). functions-framework turns a Pub/Sub push
+# request into the CloudEvent the function expects.
+#
+# Access: every function has its own service account (iam.tf) and is
+# invokable only by the principals granted roles/run.invoker on its service;
+# there is no public invoker. poll, submit_pubsub and handle accept internal
+# traffic only (Cloud Scheduler and Pub/Sub of the same project count as
+# internal on the run.app URL); submit defaults to ALLOW_ALL for callers
+# outside Google Cloud, still IAM-only.
+
+locals {
+  # Read by every function (functions/config.py COMMON_ENV).
+  common_env = {
+    GOOGLE_CLOUD_PROJECT    = var.project_id
+    LRO_COLLECTION          = var.collection
+    LRO_EVENTS_TOPIC        = google_pubsub_topic.events.name
+    LRO_COMMANDS_TOPIC      = google_pubsub_topic.commands.name
+    LRO_SUBMISSIONS_TOPIC   = google_pubsub_topic.submissions.name
+    LRO_NOTIFY_URL_PREFIXES = join(",", var.notify_url_prefixes)
+    LRO_DEFAULT_POLICY      = jsonencode({ for k, v in var.default_policy : k => v if v != null })
+    LRO_RETENTION_DAYS      = tostring(var.retention_days)
+    LRO_LOG_LEVEL           = upper(var.log_level)
+  }
+
+  # Read by poll only (functions/config.py POLL_ENV).
+  poll_env = {
+    LRO_POLL_BUDGET_S        = tostring(var.poll_budget_s)
+    LRO_POLL_CONCURRENCY     = tostring(var.poll_concurrency)
+    LRO_POLL_BATCH           = tostring(var.poll_batch)
+    LRO_LEASE_S              = tostring(var.lease_s)
+    LRO_SHARDS               = tostring(var.shards)
+    LRO_MAX_PERMANENT_ERRORS = tostring(var.max_permanent_errors)
+    LRO_NOT_FOUND_GRACE_S    = tostring(var.not_found_grace_s)
+    LRO_WATCH_SCOPES         = jsonencode(var.watch_scopes)
+  }
+
+  # Seconds a poll run needs beyond its budget to finish the work in flight,
+  # write its results and answer.
+  poll_headroom_s = 10
+
+  runtime = "python311"
+}
+
+# --- Source: the repository root, zipped and uploaded ------------------------
+
+data "archive_file" "source" {
+  type        = "zip"
+  source_dir  = "${path.module}/.."
+  output_path = "${path.module}/.build/lrowatch-source.zip"
+
+  # Only main.py, functions/ and requirements.txt are needed at run time.
+  excludes = [
+    ".git",
+    ".git/**",
+    ".github/**",
+    ".ci/**",
+    ".venv/**",
+    ".venv-checkov/**",
+    ".pytest_cache/**",
+    ".hypothesis/**",
+    ".run/**",
+    "**/__pycache__/**",
+    "**/*.pyc",
+    "bench/**",
+    "*.egg-info/**",
+    "docs/**",
+    "infra/**",
+    "tests/**",
+    "cloudbuild.yaml",
+    "Makefile",
+    "requirements-dev.txt",
+  ]
+}
+
+resource "google_storage_bucket" "source" {
+  #checkov:skip=CKV_GCP_62:The bucket holds only deployment zips of public-repository code; Cloud Audit Logs record access, a second log bucket adds nothing.
+  project                     = var.project_id
+  name                        = "${var.project_id}-${var.name_prefix}-source"
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = var.source_bucket_force_destroy
+
+  versioning {
+    enabled = true
+  }
+
+  # Old deployment zips are not needed once replaced.
+  lifecycle_rule {
+    condition {
+      num_newer_versions = 3
+    }
+    action {
+      type = "Delete"
+    }
+  }
+  lifecycle_rule {
+    condition {
+      age = 30
+    }
+    action {
+      type = "Delete"
+    }
+  }
+}
+
+resource "google_storage_bucket_object" "source" {
+  # The content hash in the name makes every code change a new deployment.
+  name   = "lrowatch-${data.archive_file.source.output_md5}.zip"
+  bucket = google_storage_bucket.source.name
+  source = data.archive_file.source.output_path
+}
+
+# --- submit: HTTP (submit, read, cancel) -------------------------------------
+
+resource "google_cloudfunctions2_function" "submit" {
+  #checkov:skip=CKV_GCP_124:submit is the public API for callers outside Google Cloud; ALLOW_ALL is still IAM-only (run.invoker for var.submit_invokers, no public member); set var.submit_ingress to restrict it.
+  project     = var.project_id
+  location    = var.region
+  name        = "${var.name_prefix}-submit"
+  description = "lrowatch: start tracking an operation, read tracked operations, request a cancellation."
+
+  build_config {
+    runtime         = local.runtime
+    entry_point     = "submit"
+    service_account = google_service_account.build.id
+
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    available_memory               = var.function_memory["submit"]
+    timeout_seconds                = var.submit_timeout_s
+    max_instance_count             = var.function_max_instances["submit"]
+    min_instance_count             = 0
+    ingress_settings               = var.submit_ingress
+    all_traffic_on_latest_revision = true
+    service_account_email          = google_service_account.submit.email
+    environment_variables          = local.common_env
+  }
+
+  depends_on = [google_project_iam_member.build]
+}
+
+# --- submit_pubsub: CloudEvent, pushed from the submissions subscription -----
+
+resource "google_cloudfunctions2_function" "submit_pubsub" {
+  project     = var.project_id
+  location    = var.region
+  name        = "${var.name_prefix}-submit-pubsub"
+  description = "lrowatch: submissions from the submissions topic (push subscription in pubsub.tf)."
+
+  build_config {
+    runtime         = local.runtime
+    entry_point     = "submit_pubsub"
+    service_account = google_service_account.build.id
+
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    available_memory               = var.function_memory["submit_pubsub"]
+    timeout_seconds                = var.handler_timeout_s
+    max_instance_count             = var.function_max_instances["submit_pubsub"]
+    min_instance_count             = 0
+    ingress_settings               = "ALLOW_INTERNAL_ONLY"
+    all_traffic_on_latest_revision = true
+    service_account_email          = google_service_account.submit_pubsub.email
+    environment_variables          = local.common_env
+  }
+
+  depends_on = [google_project_iam_member.build]
+}
+
+# --- poll: HTTP, called by Cloud Scheduler -----------------------------------
+
+resource "google_cloudfunctions2_function" "poll" {
+  project     = var.project_id
+  location    = var.region
+  name        = "${var.name_prefix}-poll"
+  description = "lrowatch: one poll run (claim due operations, GET them, record changes, publish events)."
+
+  build_config {
+    runtime         = local.runtime
+    entry_point     = "poll"
+    service_account = google_service_account.build.id
+
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    available_memory               = var.function_memory["poll"]
+    timeout_seconds                = var.poll_timeout_s
+    max_instance_count             = var.function_max_instances["poll"]
+    min_instance_count             = 0
+    ingress_settings               = "ALLOW_INTERNAL_ONLY"
+    all_traffic_on_latest_revision = true
+    service_account_email          = google_service_account.poll.email
+    environment_variables          = merge(local.common_env, local.poll_env)
+  }
+
+  lifecycle {
+    precondition {
+      condition     = var.poll_budget_s + local.poll_headroom_s <= var.poll_timeout_s
+      error_message = "poll_budget_s plus ${local.poll_headroom_s} s of headroom must fit within poll_timeout_s."
+    }
+    precondition {
+      condition     = var.lease_s >= var.poll_budget_s
+      error_message = "lease_s must be at least poll_budget_s, or a claim could lapse while its run still works on it."
+    }
+  }
+
+  depends_on = [google_project_iam_member.build]
+}
+
+# --- handle: CloudEvent, pushed from the events and commands subscriptions ---
+
+resource "google_cloudfunctions2_function" "handle" {
+  project     = var.project_id
+  location    = var.region
+  name        = "${var.name_prefix}-handle"
+  description = "lrowatch: completion notifications and cancellation requests (push subscriptions in pubsub.tf)."
+
+  build_config {
+    runtime         = local.runtime
+    entry_point     = "handle"
+    service_account = google_service_account.build.id
+
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    available_memory               = var.function_memory["handle"]
+    timeout_seconds                = var.handler_timeout_s
+    max_instance_count             = var.function_max_instances["handle"]
+    min_instance_count             = 0
+    ingress_settings               = "ALLOW_INTERNAL_ONLY"
+    all_traffic_on_latest_revision = true
+    service_account_email          = google_service_account.handle.email
+    environment_variables          = local.common_env
+  }
+
+  depends_on = [google_project_iam_member.build]
+}

@@ -1,0 +1,69 @@
+# What a user needs after `terraform apply`: where to call, what to subscribe
+# to, and which identities to grant further access to.
+
+output "submit_url" {
+  description = "HTTPS endpoint of submit (IAM-authenticated: send an ID token with audience = this URL)."
+  value       = google_cloudfunctions2_function.submit.service_config[0].uri
+}
+
+output "function_urls" {
+  description = "run.app URL of each function."
+  value = {
+    submit        = google_cloudfunctions2_function.submit.service_config[0].uri
+    submit_pubsub = google_cloudfunctions2_function.submit_pubsub.service_config[0].uri
+    poll          = google_cloudfunctions2_function.poll.service_config[0].uri
+    handle        = google_cloudfunctions2_function.handle.service_config[0].uri
+  }
+}
+
+output "topics" {
+  description = "Full ids of the contract's topics."
+  value = {
+    events      = google_pubsub_topic.events.id
+    commands    = google_pubsub_topic.commands.id
+    submissions = google_pubsub_topic.submissions.id
+  }
+}
+
+output "dead_letter_topics" {
+  description = "Dead-letter topic of each push subscription."
+  value       = { for k, t in google_pubsub_topic.dead_letter : k => t.id }
+}
+
+output "dead_letter_subscriptions" {
+  description = "Pull subscriptions holding each push subscription's dead letters for replay."
+  value       = { for k, s in google_pubsub_subscription.dead_letter_hold : k => s.id }
+}
+
+output "push_subscriptions" {
+  description = "The managed push subscriptions."
+  value       = { for k, s in local.push_subscriptions : k => s.id }
+}
+
+output "service_accounts" {
+  description = "Email of every service account lrowatch runs as."
+  value = {
+    submit        = google_service_account.submit.email
+    submit_pubsub = google_service_account.submit_pubsub.email
+    poll          = google_service_account.poll.email
+    handle        = google_service_account.handle.email
+    pusher        = google_service_account.pusher.email
+    scheduler     = google_service_account.scheduler.email
+    build         = google_service_account.build.email
+  }
+}
+
+output "handle_service_account" {
+  description = "Grant this account roles/pubsub.publisher on any notify_topic outside var.notify_topics."
+  value       = google_service_account.handle.email
+}
+
+output "poll_service_account" {
+  description = "Grant this account read access to the operations it tracks (and serviceusage.serviceUsageConsumer on quota projects)."
+  value       = google_service_account.poll.email
+}
+
+output "scheduler_job" {
+  description = "Cloud Scheduler job that drives poll (gcloud scheduler jobs run ... to poll now)."
+  value       = google_cloud_scheduler_job.poll.id
+}

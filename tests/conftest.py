@@ -1,0 +1,64 @@
+"""Shared fixtures. All are lazy: only tests that ask for emulators or the
+simulator start them, so tests/unit stays free of processes."""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import uuid
+from pathlib import Path
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "integration: uses the emulators or the simulator (seconds)")
+    config.addinivalue_line("markers", "e2e: runs the functions as processes against the emulators (slower)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Mark by folder, so `-m "not e2e"` works without every test remembering its marker.
+    for item in items:
+        try:
+            folder = Path(str(item.path)).resolve().relative_to(TESTS_DIR).parts[0]
+        except ValueError:
+            continue
+        if folder in ("integration", "e2e"):
+            item.add_marker(folder)
+
+
+@pytest.fixture(scope="session")
+def emulators():
+    """Both emulators, once per session, named in os.environ for the session."""
+    from functions.local.emulators import Emulators
+
+    with Emulators() as running, pytest.MonkeyPatch.context() as patch:
+        for key, value in running.env().items():
+            patch.setenv(key, value)
+        yield running
+
+
+@pytest.fixture
+def project_id() -> str:
+    """A project per test: the emulators keep each project's data apart."""
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def settings(project_id):
+    from functions.config import Settings
+
+    return Settings(project=project_id)
+
+
+@pytest.fixture(scope="session")
+def simulator():
+    """The Operations API simulator, in-process; `.base_url` is where to reach it."""
+    from functions.simulator.server import start_in_thread
+
+    server, _base_url = start_in_thread()
+    try:
+        yield server
+    finally:
+        server.stop()
