@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from functions.domain.errors import ConfigError
+from functions.domain.errors import ConfigError, InvalidArgument
 from functions.domain.policy import Policy
 
 # Contract §2 names, and the project's own tuning knobs (documented in README).
@@ -110,6 +110,8 @@ class Settings:
                            for s in json.loads(env.get(ENV_WATCH_SCOPES) or "[]"))
         except (ValueError, TypeError, KeyError) as exc:
             raise ConfigError(f"bad JSON configuration: {exc}") from exc
+        except InvalidArgument as exc:  # a default policy out of range is the deployment's fault
+            raise ConfigError(f"{ENV_DEFAULT_POLICY}: {exc.message}") from exc
         prefixes = tuple(p.strip() for p in env.get(ENV_NOTIFY_URL_PREFIXES, "").split(",") if p.strip())
         for prefix in prefixes:
             if not prefix.startswith("https://") or prefix.count("/") < 3:

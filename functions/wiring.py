@@ -25,6 +25,7 @@ class Services:
 
 @functools.lru_cache(maxsize=8)
 def build(settings: Settings) -> Services:
+    from functions.adapters.firestore_claims import FirestoreClaims
     from functions.adapters.firestore_store import FirestoreStore
     from functions.adapters.notifier import Notifier
     from functions.adapters.operations_api import OperationsApi
@@ -45,7 +46,8 @@ def build(settings: Settings) -> Services:
         settings=settings,
         submit=SubmitService(settings, store, publisher),
         poll=PollService(settings, store, api, publisher),
-        handle=HandleService(settings, store, api, publisher, notifier),
+        handle=HandleService(settings, store, FirestoreClaims(store, settings.claims_collection), api,
+                             publisher, notifier),
     )
 
 

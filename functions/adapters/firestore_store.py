@@ -64,9 +64,6 @@ class FirestoreStore:
     def _outbox(self):
         return self.client.collection(f"{self._collection}_outbox")
 
-    def _claims(self):
-        return self.client.collection(f"{self._collection}_claims")
-
     # Records ---------------------------------------------------------------
     def create(self, record: Record) -> tuple[Record, bool]:
         """Create unless it exists: `create()` is atomic, so concurrent submits make one record."""
@@ -197,45 +194,6 @@ class FirestoreStore:
             for entry_id in entry_ids[start:start + 400]:
                 batch.delete(self._outbox().document(entry_id))
             batch.commit()
-
-    # Effect claims (idempotent handling) -----------------------------------
-    def claim_effect(self, key: str, now: datetime, expires_s: float) -> str:
-        """'acquired', 'done' or 'busy' for an effect keyed by e.g. an event id."""
-        ref = self._claims().document(key)
-        doc = {"status": "IN_PROGRESS", "claimed_at": now, "expires_at": now + timedelta(seconds=expires_s)}
-        try:
-            ref.create(doc)
-            return "acquired"
-        except gexc.AlreadyExists:
-            pass
-        snapshot = ref.get()
-        if not snapshot.exists:
-            return self.claim_effect(key, now, expires_s)
-        current = snapshot.to_dict()
-        if current.get("status") == "COMPLETED":
-            return "done"
-        if current["expires_at"] > now:
-            return "busy"
-        try:  # an expired in-progress claim: its holder crashed, take it over
-            ref.update(doc, option=self.client.write_option(last_update_time=snapshot.update_time))
-            return "acquired"
-        except LOST_RACE:
-            return "busy"
-
-    def complete_effect(self, key: str, result: dict, now: datetime, keep_days: int) -> None:
-        self._claims().document(key).update({
-            "status": "COMPLETED", "result": result, "completed_at": now,
-            "expires_at": now + timedelta(days=keep_days)})
-
-    def mark_effect(self, key: str, changes: dict) -> None:
-        self._claims().document(key).update(changes)
-
-    def release_effect(self, key: str) -> None:
-        self._claims().document(key).delete()
-
-    def effect(self, key: str) -> dict | None:
-        snapshot = self._claims().document(key).get()
-        return snapshot.to_dict() if snapshot.exists else None
 
 
 def _encode_token(last_id: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 from typing import Any, Mapping
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from functions.domain.errors import InvalidArgument
 from functions.domain.names import build_ref, parse_url
@@ -110,9 +110,16 @@ def check_notify_url(value: Any, prefixes: tuple[str, ...]) -> str:
     """https only, no userinfo, and under one of the configured prefixes."""
     if not isinstance(value, str) or len(value) > 2048 or any(c in value for c in "\r\n\t \\"):
         raise InvalidArgument("notify_url must be an https URL")
-    parts = urlsplit(value)
-    if parts.scheme != "https" or not parts.hostname or "@" in parts.netloc or parts.fragment:
+    try:
+        parts = urlsplit(value)
+        hostname = parts.hostname
+    except ValueError as exc:  # e.g. "https://[::1/x": invalid IPv6 literal
+        raise InvalidArgument("notify_url must be an https URL") from exc
+    if parts.scheme != "https" or not hostname or "@" in parts.netloc or parts.fragment:
         raise InvalidArgument("notify_url must be an https URL without credentials or fragment")
+    if {".", ".."} & set(unquote(parts.path).split("/")):
+        # HTTP clients resolve dot segments, which would step outside a path prefix.
+        raise InvalidArgument("notify_url must not contain . or .. path segments")
     if not any(_under_prefix(value, prefix) for prefix in prefixes):
         raise InvalidArgument("notify_url is not in the configured allowlist (LRO_NOTIFY_URL_PREFIXES)")
     return value

@@ -58,7 +58,10 @@ def after_poll(record: Record, result: Mapping[str, Any] | ApiFailure, now: date
     else:
         decision = _after_answer(record, result, now, rules, base, rng)
     if not decision.record.state.terminal and now >= record.deadline_at:
-        return timed_out(decision.record, now, rules)
+        # One event per poll: a non-terminal change seen by this poll folds into TIMED_OUT,
+        # so sequences stay contiguous and previous_state is the last announced state.
+        observed = decision.record.with_changes(state=record.state, sequence=record.sequence)
+        return timed_out(observed, now, rules)
     return decision
 
 

@@ -28,10 +28,11 @@ class PoisonMessage(Exception):
 
 
 class HandleService:
-    def __init__(self, settings: Settings, store, api, publisher, notifier=None, *,
+    def __init__(self, settings: Settings, store, claims, api, publisher, notifier=None, *,
                  clock: Callable = utcnow):
         self._settings = settings
         self._store = store
+        self._claims = claims
         self._api = api
         self._publisher = publisher
         self._notifier = notifier
@@ -53,17 +54,17 @@ class HandleService:
     # Effects ---------------------------------------------------------------
     def _once(self, key: str, effect: Callable[[], dict]) -> tuple[dict, bool]:
         """(result, fresh): run `effect` unless it already ran; its stored result otherwise."""
-        status = self._store.claim_effect(key, self._clock(), CLAIM_EXPIRES_S)
+        status = self._claims.claim(key, self._clock(), CLAIM_EXPIRES_S)
         if status == "done":
-            return (self._store.effect(key) or {}).get("result") or {}, False
+            return (self._claims.get(key) or {}).get("result") or {}, False
         if status == "busy":
             raise TransientError(f"effect {key} is in progress elsewhere")
         try:
             result = effect()
         except BaseException:
-            self._store.release_effect(key)
+            self._claims.release(key)
             raise
-        self._store.complete_effect(key, result, self._clock(), CLAIM_KEEP_DAYS)
+        self._claims.complete(key, result, self._clock(), CLAIM_KEEP_DAYS)
         return result, True
 
     # State changes -----------------------------------------------------------
@@ -107,7 +108,7 @@ class HandleService:
         # One :cancel per operation, however often the command is repeated or redelivered.
         key = f"cancel-{record.id}"
         outcome, fresh = self._once(key, lambda: self._call_cancel(record, data))
-        if not fresh and (self._store.effect(key) or {}).get("published"):
+        if not fresh and (self._claims.get(key) or {}).get("published"):
             return "duplicate"
         # Recording and publishing are idempotent, so a redelivery after a crash redoes them.
         now = self._clock()
@@ -117,7 +118,7 @@ class HandleService:
         self._store.update_fields(record.id, changes)
         message = events.cancel_outcome(record.with_changes(cancel=outcome), outcome, now)
         self._publisher.publish_one(self._settings.topic_path(self._settings.events_topic), message)
-        self._store.mark_effect(key, {"published": True})
+        self._claims.mark(key, {"published": True})
         log.info("cancel %s", outcome["outcome"], extra={"operation_id": record.id, "operation": record.name})
         return outcome["outcome"] if fresh else "duplicate"
 
