@@ -29,46 +29,34 @@ resource "google_firestore_database" "default" {
   deletion_policy = "ABANDON"
 }
 
-# Due-operation query, unsharded: state == / in (...) AND next_poll_at <= now
-# ORDER BY next_poll_at.
-resource "google_firestore_index" "due" {
-  project     = var.project_id
-  database    = local.firestore_database
-  collection  = var.collection
-  query_scope = "COLLECTION"
-
-  fields {
-    field_path = "state"
-    order      = "ASCENDING"
+# The poller's due-operation queries, one composite index each (fields in
+# order, all ascending):
+#   unsharded: state == / in (...) AND next_poll_at <= now ORDER BY next_poll_at
+#   by_shard:  shard == S AND state == / in (...) AND next_poll_at <= now
+#              ORDER BY next_poll_at. The shard field placed before the
+#              timestamp is Firestore's documented remedy for
+#              sequential-index hotspots.
+locals {
+  due_indexes = {
+    unsharded = ["state", "next_poll_at"]
+    by_shard  = ["shard", "state", "next_poll_at"]
   }
-  fields {
-    field_path = "next_poll_at"
-    order      = "ASCENDING"
-  }
-
-  depends_on = [google_firestore_database.default]
 }
 
-# Due-operation query per shard: shard == S AND state == / in (...) AND
-# next_poll_at <= now ORDER BY next_poll_at. The shard field placed before the
-# timestamp is Firestore's documented remedy for sequential-index hotspots.
-resource "google_firestore_index" "due_by_shard" {
+resource "google_firestore_index" "due" {
+  for_each = local.due_indexes
+
   project     = var.project_id
   database    = local.firestore_database
   collection  = var.collection
   query_scope = "COLLECTION"
 
-  fields {
-    field_path = "shard"
-    order      = "ASCENDING"
-  }
-  fields {
-    field_path = "state"
-    order      = "ASCENDING"
-  }
-  fields {
-    field_path = "next_poll_at"
-    order      = "ASCENDING"
+  dynamic "fields" {
+    for_each = each.value
+    content {
+      field_path = fields.value
+      order      = "ASCENDING"
+    }
   }
 
   depends_on = [google_firestore_database.default]
@@ -107,7 +95,8 @@ resource "google_firestore_field" "operations_ttl" {
   ttl_config {}
   index_config {}
 
-  # Field configuration changes are applied one at a time per database.
+  # Field configuration changes are applied one at a time per database, so
+  # the three field resources stay separate, chained by depends_on.
   depends_on = [google_firestore_field.next_poll_at]
 }
 

@@ -17,9 +17,9 @@ locals {
   common_env = {
     GOOGLE_CLOUD_PROJECT    = var.project_id
     LRO_COLLECTION          = var.collection
-    LRO_EVENTS_TOPIC        = google_pubsub_topic.events.name
-    LRO_COMMANDS_TOPIC      = google_pubsub_topic.commands.name
-    LRO_SUBMISSIONS_TOPIC   = google_pubsub_topic.submissions.name
+    LRO_EVENTS_TOPIC        = google_pubsub_topic.contract["events"].name
+    LRO_COMMANDS_TOPIC      = google_pubsub_topic.contract["commands"].name
+    LRO_SUBMISSIONS_TOPIC   = google_pubsub_topic.contract["submissions"].name
     LRO_NOTIFY_URL_PREFIXES = join(",", var.notify_url_prefixes)
     LRO_DEFAULT_POLICY      = jsonencode({ for k, v in var.default_policy : k => v if v != null })
     LRO_RETENTION_DAYS      = tostring(var.retention_days)
@@ -38,11 +38,50 @@ locals {
     LRO_WATCH_SCOPES         = jsonencode(var.watch_scopes)
   }
 
+  # Environment of each function, keyed by entry point.
+  function_env = {
+    submit        = local.common_env
+    submit_pubsub = local.common_env
+    poll          = merge(local.common_env, local.poll_env)
+    handle        = local.common_env
+  }
+
   # Seconds a poll run needs beyond its budget to finish the work in flight,
   # write its results and answer.
   poll_headroom_s = 10
 
   runtime = "python311"
+
+  # The three functions reached only from inside Google Cloud (Pub/Sub push,
+  # Cloud Scheduler), keyed by entry point; each runs as
+  # google_service_account.this[key] (iam.tf). submit has its own resource
+  # below: its ingress is an input, and its checkov skip must not cover these.
+  internal_functions = {
+    # CloudEvent, pushed from the submissions subscription.
+    submit_pubsub = {
+      service     = "submit-pubsub"
+      description = "lrowatch: submissions from the submissions topic (push subscription in pubsub.tf)."
+      timeout_s   = var.handler_timeout_s
+    }
+    # HTTP, called by Cloud Scheduler.
+    poll = {
+      service     = "poll"
+      description = "lrowatch: one poll run (claim due operations, GET them, record changes, publish events)."
+      timeout_s   = var.poll_timeout_s
+    }
+    # CloudEvent, pushed from the events and commands subscriptions.
+    handle = {
+      service     = "handle"
+      description = "lrowatch: completion notifications and cancellation requests (push subscriptions in pubsub.tf)."
+      timeout_s   = var.handler_timeout_s
+    }
+  }
+
+  # All four deployed functions, keyed by entry point (outputs.tf).
+  functions = merge(
+    { submit = google_cloudfunctions2_function.submit },
+    google_cloudfunctions2_function.internal,
+  )
 }
 
 # --- Source: the repository root, zipped and uploaded ------------------------
@@ -127,7 +166,7 @@ resource "google_cloudfunctions2_function" "submit" {
   build_config {
     runtime         = local.runtime
     entry_point     = "submit"
-    service_account = google_service_account.build.id
+    service_account = google_service_account.this["build"].id
 
     source {
       storage_source {
@@ -144,25 +183,27 @@ resource "google_cloudfunctions2_function" "submit" {
     min_instance_count             = 0
     ingress_settings               = var.submit_ingress
     all_traffic_on_latest_revision = true
-    service_account_email          = google_service_account.submit.email
-    environment_variables          = local.common_env
+    service_account_email          = google_service_account.this["submit"].email
+    environment_variables          = local.function_env["submit"]
   }
 
   depends_on = [google_project_iam_member.build]
 }
 
-# --- submit_pubsub: CloudEvent, pushed from the submissions subscription -----
+# --- submit_pubsub, poll, handle: internal ingress only -----------------------
 
-resource "google_cloudfunctions2_function" "submit_pubsub" {
+resource "google_cloudfunctions2_function" "internal" {
+  for_each = local.internal_functions
+
   project     = var.project_id
   location    = var.region
-  name        = "${var.name_prefix}-submit-pubsub"
-  description = "lrowatch: submissions from the submissions topic (push subscription in pubsub.tf)."
+  name        = "${var.name_prefix}-${each.value.service}"
+  description = each.value.description
 
   build_config {
     runtime         = local.runtime
-    entry_point     = "submit_pubsub"
-    service_account = google_service_account.build.id
+    entry_point     = each.key
+    service_account = google_service_account.this["build"].id
 
     source {
       storage_source {
@@ -173,95 +214,26 @@ resource "google_cloudfunctions2_function" "submit_pubsub" {
   }
 
   service_config {
-    available_memory               = var.function_memory["submit_pubsub"]
-    timeout_seconds                = var.handler_timeout_s
-    max_instance_count             = var.function_max_instances["submit_pubsub"]
+    available_memory               = var.function_memory[each.key]
+    timeout_seconds                = each.value.timeout_s
+    max_instance_count             = var.function_max_instances[each.key]
     min_instance_count             = 0
     ingress_settings               = "ALLOW_INTERNAL_ONLY"
     all_traffic_on_latest_revision = true
-    service_account_email          = google_service_account.submit_pubsub.email
-    environment_variables          = local.common_env
+    service_account_email          = google_service_account.this[each.key].email
+    environment_variables          = local.function_env[each.key]
   }
 
-  depends_on = [google_project_iam_member.build]
-}
-
-# --- poll: HTTP, called by Cloud Scheduler -----------------------------------
-
-resource "google_cloudfunctions2_function" "poll" {
-  project     = var.project_id
-  location    = var.region
-  name        = "${var.name_prefix}-poll"
-  description = "lrowatch: one poll run (claim due operations, GET them, record changes, publish events)."
-
-  build_config {
-    runtime         = local.runtime
-    entry_point     = "poll"
-    service_account = google_service_account.build.id
-
-    source {
-      storage_source {
-        bucket = google_storage_bucket.source.name
-        object = google_storage_bucket_object.source.name
-      }
-    }
-  }
-
-  service_config {
-    available_memory               = var.function_memory["poll"]
-    timeout_seconds                = var.poll_timeout_s
-    max_instance_count             = var.function_max_instances["poll"]
-    min_instance_count             = 0
-    ingress_settings               = "ALLOW_INTERNAL_ONLY"
-    all_traffic_on_latest_revision = true
-    service_account_email          = google_service_account.poll.email
-    environment_variables          = merge(local.common_env, local.poll_env)
-  }
-
+  # poll's timing (checked on poll only).
   lifecycle {
     precondition {
-      condition     = var.poll_budget_s + local.poll_headroom_s <= var.poll_timeout_s
+      condition     = each.key != "poll" || var.poll_budget_s + local.poll_headroom_s <= var.poll_timeout_s
       error_message = "poll_budget_s plus ${local.poll_headroom_s} s of headroom must fit within poll_timeout_s."
     }
     precondition {
-      condition     = var.lease_s >= var.poll_budget_s
+      condition     = each.key != "poll" || var.lease_s >= var.poll_budget_s
       error_message = "lease_s must be at least poll_budget_s, or a claim could lapse while its run still works on it."
     }
-  }
-
-  depends_on = [google_project_iam_member.build]
-}
-
-# --- handle: CloudEvent, pushed from the events and commands subscriptions ---
-
-resource "google_cloudfunctions2_function" "handle" {
-  project     = var.project_id
-  location    = var.region
-  name        = "${var.name_prefix}-handle"
-  description = "lrowatch: completion notifications and cancellation requests (push subscriptions in pubsub.tf)."
-
-  build_config {
-    runtime         = local.runtime
-    entry_point     = "handle"
-    service_account = google_service_account.build.id
-
-    source {
-      storage_source {
-        bucket = google_storage_bucket.source.name
-        object = google_storage_bucket_object.source.name
-      }
-    }
-  }
-
-  service_config {
-    available_memory               = var.function_memory["handle"]
-    timeout_seconds                = var.handler_timeout_s
-    max_instance_count             = var.function_max_instances["handle"]
-    min_instance_count             = 0
-    ingress_settings               = "ALLOW_INTERNAL_ONLY"
-    all_traffic_on_latest_revision = true
-    service_account_email          = google_service_account.handle.email
-    environment_variables          = local.common_env
   }
 
   depends_on = [google_project_iam_member.build]

@@ -28,54 +28,35 @@
 
 # --- Service accounts --------------------------------------------------------
 
-resource "google_service_account" "submit" {
-  project      = var.project_id
-  account_id   = "${var.name_prefix}-submit"
-  display_name = "lrowatch submit function"
+locals {
+  # Every identity lrowatch runs as: account id suffix and display name. The
+  # four function keys are the functions' entry points (functions.tf).
+  service_accounts = {
+    submit        = { id = "submit", display_name = "lrowatch submit function" }
+    submit_pubsub = { id = "submit-ps", display_name = "lrowatch submit_pubsub function" }
+    poll          = { id = "poll", display_name = "lrowatch poll function" }
+    handle        = { id = "handle", display_name = "lrowatch handle function" }
+    pusher        = { id = "pusher", display_name = "lrowatch Pub/Sub push identity (OIDC)" }
+    scheduler     = { id = "scheduler", display_name = "lrowatch Cloud Scheduler identity (OIDC)" }
+    build         = { id = "build", display_name = "lrowatch function builds (Cloud Build)" }
+  }
 }
 
-resource "google_service_account" "submit_pubsub" {
-  project      = var.project_id
-  account_id   = "${var.name_prefix}-submit-ps"
-  display_name = "lrowatch submit_pubsub function"
-}
+resource "google_service_account" "this" {
+  for_each = local.service_accounts
 
-resource "google_service_account" "poll" {
   project      = var.project_id
-  account_id   = "${var.name_prefix}-poll"
-  display_name = "lrowatch poll function"
-}
-
-resource "google_service_account" "handle" {
-  project      = var.project_id
-  account_id   = "${var.name_prefix}-handle"
-  display_name = "lrowatch handle function"
-}
-
-resource "google_service_account" "pusher" {
-  project      = var.project_id
-  account_id   = "${var.name_prefix}-pusher"
-  display_name = "lrowatch Pub/Sub push identity (OIDC)"
-}
-
-resource "google_service_account" "scheduler" {
-  project      = var.project_id
-  account_id   = "${var.name_prefix}-scheduler"
-  display_name = "lrowatch Cloud Scheduler identity (OIDC)"
-}
-
-resource "google_service_account" "build" {
-  project      = var.project_id
-  account_id   = "${var.name_prefix}-build"
-  display_name = "lrowatch function builds (Cloud Build)"
+  account_id   = "${var.name_prefix}-${each.value.id}"
+  display_name = each.value.display_name
 }
 
 locals {
+  # The four functions' own accounts (not the pusher, scheduler or build).
   function_service_accounts = {
-    submit        = google_service_account.submit
-    submit_pubsub = google_service_account.submit_pubsub
-    poll          = google_service_account.poll
-    handle        = google_service_account.handle
+    submit        = google_service_account.this["submit"]
+    submit_pubsub = google_service_account.this["submit_pubsub"]
+    poll          = google_service_account.this["poll"]
+    handle        = google_service_account.this["handle"]
   }
 
   # Roles Google documents for a user-specified Cloud Functions build account:
@@ -88,9 +69,26 @@ locals {
   ]
 
   operation_grants = merge(
-    { for r in var.poll_operation_roles : "poll/${r}" => { role = r, member = "serviceAccount:${google_service_account.poll.email}" } },
-    { for r in var.handle_operation_roles : "handle/${r}" => { role = r, member = "serviceAccount:${google_service_account.handle.email}" } },
+    { for r in var.poll_operation_roles : "poll/${r}" => { role = r, member = "serviceAccount:${google_service_account.this["poll"].email}" } },
+    { for r in var.handle_operation_roles : "handle/${r}" => { role = r, member = "serviceAccount:${google_service_account.this["handle"].email}" } },
   )
+
+  # Publisher grants on the contract's topics: "account/topic" => both keys.
+  topic_publishers = {
+    "submit/commands"        = { account = "submit", topic = "commands" }
+    "submit_pubsub/commands" = { account = "submit_pubsub", topic = "commands" }
+    "poll/events"            = { account = "poll", topic = "events" }
+    "poll/commands"          = { account = "poll", topic = "commands" }
+    "handle/events"          = { account = "handle", topic = "events" }
+  }
+
+  # run.invoker between lrowatch's own identities: function => the account
+  # that calls it. submit's callers come from var.submit_invokers instead.
+  service_invokers = {
+    handle        = "pusher"
+    submit_pubsub = "pusher"
+    poll          = "scheduler"
+  }
 }
 
 # --- Firestore: the four functions only --------------------------------------
@@ -116,44 +114,18 @@ resource "google_project_iam_member" "build" {
 
   project = var.project_id
   role    = each.value
-  member  = "serviceAccount:${google_service_account.build.email}"
+  member  = "serviceAccount:${google_service_account.this["build"].email}"
 }
 
 # --- Publisher on the specific topics ----------------------------------------
 
-resource "google_pubsub_topic_iam_member" "submit_publishes_commands" {
-  project = var.project_id
-  topic   = google_pubsub_topic.commands.name
-  role    = "roles/pubsub.publisher"
-  member  = "serviceAccount:${google_service_account.submit.email}"
-}
+resource "google_pubsub_topic_iam_member" "publisher" {
+  for_each = local.topic_publishers
 
-resource "google_pubsub_topic_iam_member" "submit_pubsub_publishes_commands" {
   project = var.project_id
-  topic   = google_pubsub_topic.commands.name
+  topic   = google_pubsub_topic.contract[each.value.topic].name
   role    = "roles/pubsub.publisher"
-  member  = "serviceAccount:${google_service_account.submit_pubsub.email}"
-}
-
-resource "google_pubsub_topic_iam_member" "poll_publishes_events" {
-  project = var.project_id
-  topic   = google_pubsub_topic.events.name
-  role    = "roles/pubsub.publisher"
-  member  = "serviceAccount:${google_service_account.poll.email}"
-}
-
-resource "google_pubsub_topic_iam_member" "poll_publishes_commands" {
-  project = var.project_id
-  topic   = google_pubsub_topic.commands.name
-  role    = "roles/pubsub.publisher"
-  member  = "serviceAccount:${google_service_account.poll.email}"
-}
-
-resource "google_pubsub_topic_iam_member" "handle_publishes_events" {
-  project = var.project_id
-  topic   = google_pubsub_topic.events.name
-  role    = "roles/pubsub.publisher"
-  member  = "serviceAccount:${google_service_account.handle.email}"
+  member  = "serviceAccount:${google_service_account.this[each.value.account].email}"
 }
 
 # notify_topic targets the deployer knows of (full topic paths).
@@ -163,7 +135,7 @@ resource "google_pubsub_topic_iam_member" "handle_publishes_notify" {
   project = split("/", each.value)[1]
   topic   = each.value
   role    = "roles/pubsub.publisher"
-  member  = "serviceAccount:${google_service_account.handle.email}"
+  member  = "serviceAccount:${google_service_account.this["handle"].email}"
 }
 
 # --- Invokers, per Cloud Run service (the function's name) -------------------
@@ -178,28 +150,14 @@ resource "google_cloud_run_service_iam_member" "submit_invokers" {
   member   = each.value
 }
 
-resource "google_cloud_run_service_iam_member" "pusher_invokes_handle" {
-  project  = var.project_id
-  location = google_cloudfunctions2_function.handle.location
-  service  = google_cloudfunctions2_function.handle.name
-  role     = "roles/run.invoker"
-  member   = "serviceAccount:${google_service_account.pusher.email}"
-}
+resource "google_cloud_run_service_iam_member" "service_invokers" {
+  for_each = local.service_invokers
 
-resource "google_cloud_run_service_iam_member" "pusher_invokes_submit_pubsub" {
   project  = var.project_id
-  location = google_cloudfunctions2_function.submit_pubsub.location
-  service  = google_cloudfunctions2_function.submit_pubsub.name
+  location = google_cloudfunctions2_function.internal[each.key].location
+  service  = google_cloudfunctions2_function.internal[each.key].name
   role     = "roles/run.invoker"
-  member   = "serviceAccount:${google_service_account.pusher.email}"
-}
-
-resource "google_cloud_run_service_iam_member" "scheduler_invokes_poll" {
-  project  = var.project_id
-  location = google_cloudfunctions2_function.poll.location
-  service  = google_cloudfunctions2_function.poll.name
-  role     = "roles/run.invoker"
-  member   = "serviceAccount:${google_service_account.scheduler.email}"
+  member   = "serviceAccount:${google_service_account.this[each.value].email}"
 }
 
 # --- Token minting for push OIDC ---------------------------------------------
@@ -208,7 +166,7 @@ resource "google_cloud_run_service_iam_member" "scheduler_invokes_poll" {
 # after April 2021 no longer need this grant; it is kept, on this one account
 # only, for older projects.
 resource "google_service_account_iam_member" "pubsub_agent_mints_pusher_tokens" {
-  service_account_id = google_service_account.pusher.name
+  service_account_id = google_service_account.this["pusher"].name
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = local.pubsub_service_agent
 }

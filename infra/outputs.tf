@@ -8,21 +8,12 @@ output "submit_url" {
 
 output "function_urls" {
   description = "run.app URL of each function."
-  value = {
-    submit        = google_cloudfunctions2_function.submit.service_config[0].uri
-    submit_pubsub = google_cloudfunctions2_function.submit_pubsub.service_config[0].uri
-    poll          = google_cloudfunctions2_function.poll.service_config[0].uri
-    handle        = google_cloudfunctions2_function.handle.service_config[0].uri
-  }
+  value       = { for k, f in local.functions : k => f.service_config[0].uri }
 }
 
 output "topics" {
   description = "Full ids of the contract's topics."
-  value = {
-    events      = google_pubsub_topic.events.id
-    commands    = google_pubsub_topic.commands.id
-    submissions = google_pubsub_topic.submissions.id
-  }
+  value       = { for k, t in google_pubsub_topic.contract : k => t.id }
 }
 
 output "dead_letter_topics" {
@@ -37,30 +28,22 @@ output "dead_letter_subscriptions" {
 
 output "push_subscriptions" {
   description = "The managed push subscriptions."
-  value       = { for k, s in local.push_subscriptions : k => s.id }
+  value       = { for k, s in google_pubsub_subscription.push : k => s.id }
 }
 
 output "service_accounts" {
   description = "Email of every service account lrowatch runs as."
-  value = {
-    submit        = google_service_account.submit.email
-    submit_pubsub = google_service_account.submit_pubsub.email
-    poll          = google_service_account.poll.email
-    handle        = google_service_account.handle.email
-    pusher        = google_service_account.pusher.email
-    scheduler     = google_service_account.scheduler.email
-    build         = google_service_account.build.email
-  }
+  value       = { for k, a in google_service_account.this : k => a.email }
 }
 
 output "handle_service_account" {
   description = "Grant this account roles/pubsub.publisher on any notify_topic outside var.notify_topics."
-  value       = google_service_account.handle.email
+  value       = google_service_account.this["handle"].email
 }
 
 output "poll_service_account" {
   description = "Grant this account read access to the operations it tracks (and serviceusage.serviceUsageConsumer on quota projects)."
-  value       = google_service_account.poll.email
+  value       = google_service_account.this["poll"].email
 }
 
 output "scheduler_job" {

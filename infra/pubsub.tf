@@ -18,52 +18,69 @@ data "google_project" "this" {
 locals {
   pubsub_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
 
-  # One entry per push subscription: its name, from which its dead-letter
-  # topic and hold subscription are named.
-  push_subscription_names = {
-    events      = "${var.name_prefix}-events-to-handle"
-    commands    = "${var.name_prefix}-commands-to-handle"
-    submissions = "${var.name_prefix}-submissions-to-submit"
+  # The contract's topics: key => topic id.
+  topics = {
+    events      = var.events_topic
+    commands    = var.commands_topic
+    submissions = var.submissions_topic
+  }
+
+  # One entry per push subscription: its name (its dead-letter topic and hold
+  # subscription are named after it), the topic it reads (key of
+  # local.topics), the internal function it pushes to (key of
+  # local.internal_functions) and whether delivery is ordered.
+  push_subscriptions = {
+    # State-change events -> handle, in order per operation (ordering key = id).
+    events = {
+      name     = "${var.name_prefix}-events-to-handle"
+      topic    = "events"
+      function = "handle"
+      ordered  = true
+    }
+    # Commands (cancellation requests) -> handle.
+    commands = {
+      name     = "${var.name_prefix}-commands-to-handle"
+      topic    = "commands"
+      function = "handle"
+      ordered  = false
+    }
+    # Submissions from other systems -> submit_pubsub.
+    submissions = {
+      name     = "${var.name_prefix}-submissions-to-submit"
+      topic    = "submissions"
+      function = "submit_pubsub"
+      ordered  = false
+    }
   }
 }
 
 # --- The contract's topics ---------------------------------------------------
 
-resource "google_pubsub_topic" "events" {
+resource "google_pubsub_topic" "contract" {
   #checkov:skip=CKV_GCP_83:Messages are encrypted at rest with Google-managed keys; a CMEK key ring is outside lrowatch's scope.
-  project = var.project_id
-  name    = var.events_topic
-}
+  for_each = local.topics
 
-resource "google_pubsub_topic" "commands" {
-  #checkov:skip=CKV_GCP_83:Messages are encrypted at rest with Google-managed keys; a CMEK key ring is outside lrowatch's scope.
   project = var.project_id
-  name    = var.commands_topic
-}
-
-resource "google_pubsub_topic" "submissions" {
-  #checkov:skip=CKV_GCP_83:Messages are encrypted at rest with Google-managed keys; a CMEK key ring is outside lrowatch's scope.
-  project = var.project_id
-  name    = var.submissions_topic
+  name    = each.value
 }
 
 # --- Dead-letter topics, one per push subscription ---------------------------
 
 resource "google_pubsub_topic" "dead_letter" {
   #checkov:skip=CKV_GCP_83:Dead letters are encrypted at rest with Google-managed keys; a CMEK key ring is outside lrowatch's scope.
-  for_each = local.push_subscription_names
+  for_each = local.push_subscriptions
 
   project = var.project_id
-  name    = "${each.value}-dlq"
+  name    = "${each.value.name}-dlq"
 }
 
 # Pull subscriptions that keep dead letters until someone replays or drops
 # them (they are never pushed anywhere and never expire).
 resource "google_pubsub_subscription" "dead_letter_hold" {
-  for_each = local.push_subscription_names
+  for_each = local.push_subscriptions
 
   project                    = var.project_id
-  name                       = "${each.value}-dlq-hold"
+  name                       = "${each.value.name}-dlq-hold"
   topic                      = google_pubsub_topic.dead_letter[each.key].id
   ack_deadline_seconds       = 60
   message_retention_duration = var.message_retention
@@ -76,21 +93,22 @@ resource "google_pubsub_subscription" "dead_letter_hold" {
 
 # --- Push subscriptions ------------------------------------------------------
 
-# State-change events -> handle, in order per operation (ordering key = id).
-resource "google_pubsub_subscription" "events_to_handle" {
+resource "google_pubsub_subscription" "push" {
+  for_each = local.push_subscriptions
+
   project                    = var.project_id
-  name                       = local.push_subscription_names["events"]
-  topic                      = google_pubsub_topic.events.id
+  name                       = each.value.name
+  topic                      = google_pubsub_topic.contract[each.value.topic].id
   ack_deadline_seconds       = var.handler_timeout_s
   message_retention_duration = var.message_retention
-  enable_message_ordering    = true
+  enable_message_ordering    = each.value.ordered
 
   push_config {
-    push_endpoint = google_cloudfunctions2_function.handle.service_config[0].uri
+    push_endpoint = google_cloudfunctions2_function.internal[each.value.function].service_config[0].uri
 
     oidc_token {
-      service_account_email = google_service_account.pusher.email
-      audience              = google_cloudfunctions2_function.handle.service_config[0].uri
+      service_account_email = google_service_account.this["pusher"].email
+      audience              = google_cloudfunctions2_function.internal[each.value.function].service_config[0].uri
     }
   }
 
@@ -100,7 +118,7 @@ resource "google_pubsub_subscription" "events_to_handle" {
   }
 
   dead_letter_policy {
-    dead_letter_topic     = google_pubsub_topic.dead_letter["events"].id
+    dead_letter_topic     = google_pubsub_topic.dead_letter[each.key].id
     max_delivery_attempts = var.max_delivery_attempts
   }
 
@@ -110,97 +128,15 @@ resource "google_pubsub_subscription" "events_to_handle" {
 
   depends_on = [
     google_pubsub_topic_iam_member.dead_letter_publisher,
-    google_cloud_run_service_iam_member.pusher_invokes_handle,
+    google_cloud_run_service_iam_member.service_invokers,
   ]
-}
-
-# Commands (cancellation requests) -> handle.
-resource "google_pubsub_subscription" "commands_to_handle" {
-  project                    = var.project_id
-  name                       = local.push_subscription_names["commands"]
-  topic                      = google_pubsub_topic.commands.id
-  ack_deadline_seconds       = var.handler_timeout_s
-  message_retention_duration = var.message_retention
-
-  push_config {
-    push_endpoint = google_cloudfunctions2_function.handle.service_config[0].uri
-
-    oidc_token {
-      service_account_email = google_service_account.pusher.email
-      audience              = google_cloudfunctions2_function.handle.service_config[0].uri
-    }
-  }
-
-  retry_policy {
-    minimum_backoff = "10s"
-    maximum_backoff = "600s"
-  }
-
-  dead_letter_policy {
-    dead_letter_topic     = google_pubsub_topic.dead_letter["commands"].id
-    max_delivery_attempts = var.max_delivery_attempts
-  }
-
-  expiration_policy {
-    ttl = ""
-  }
-
-  depends_on = [
-    google_pubsub_topic_iam_member.dead_letter_publisher,
-    google_cloud_run_service_iam_member.pusher_invokes_handle,
-  ]
-}
-
-# Submissions from other systems -> submit_pubsub.
-resource "google_pubsub_subscription" "submissions_to_submit" {
-  project                    = var.project_id
-  name                       = local.push_subscription_names["submissions"]
-  topic                      = google_pubsub_topic.submissions.id
-  ack_deadline_seconds       = var.handler_timeout_s
-  message_retention_duration = var.message_retention
-
-  push_config {
-    push_endpoint = google_cloudfunctions2_function.submit_pubsub.service_config[0].uri
-
-    oidc_token {
-      service_account_email = google_service_account.pusher.email
-      audience              = google_cloudfunctions2_function.submit_pubsub.service_config[0].uri
-    }
-  }
-
-  retry_policy {
-    minimum_backoff = "10s"
-    maximum_backoff = "600s"
-  }
-
-  dead_letter_policy {
-    dead_letter_topic     = google_pubsub_topic.dead_letter["submissions"].id
-    max_delivery_attempts = var.max_delivery_attempts
-  }
-
-  expiration_policy {
-    ttl = ""
-  }
-
-  depends_on = [
-    google_pubsub_topic_iam_member.dead_letter_publisher,
-    google_cloud_run_service_iam_member.pusher_invokes_submit_pubsub,
-  ]
-}
-
-locals {
-  push_subscriptions = {
-    events      = google_pubsub_subscription.events_to_handle
-    commands    = google_pubsub_subscription.commands_to_handle
-    submissions = google_pubsub_subscription.submissions_to_submit
-  }
 }
 
 # --- The Pub/Sub service agent's rights for dead-lettering -------------------
 
 # Forward undeliverable messages to each dead-letter topic...
 resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
-  for_each = local.push_subscription_names
+  for_each = local.push_subscriptions
 
   project = var.project_id
   topic   = google_pubsub_topic.dead_letter[each.key].name
@@ -210,10 +146,10 @@ resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
 
 # ...and acknowledge them on the source subscription once forwarded.
 resource "google_pubsub_subscription_iam_member" "source_subscriber" {
-  for_each = local.push_subscription_names
+  for_each = local.push_subscriptions
 
   project      = var.project_id
-  subscription = local.push_subscriptions[each.key].name
+  subscription = google_pubsub_subscription.push[each.key].name
   role         = "roles/pubsub.subscriber"
   member       = local.pubsub_service_agent
 }

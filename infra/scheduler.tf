@@ -26,17 +26,17 @@ resource "google_cloud_scheduler_job" "poll" {
 
   http_target {
     http_method = "POST"
-    uri         = google_cloudfunctions2_function.poll.service_config[0].uri
+    uri         = google_cloudfunctions2_function.internal["poll"].service_config[0].uri
     body        = base64encode(jsonencode({ budget_s = var.poll_budget_s }))
     headers = {
       "Content-Type" = "application/json"
     }
 
     oidc_token {
-      service_account_email = google_service_account.scheduler.email
-      audience              = google_cloudfunctions2_function.poll.service_config[0].uri
+      service_account_email = google_service_account.this["scheduler"].email
+      audience              = google_cloudfunctions2_function.internal["poll"].service_config[0].uri
     }
   }
 
-  depends_on = [google_cloud_run_service_iam_member.scheduler_invokes_poll]
+  depends_on = [google_cloud_run_service_iam_member.service_invokers]
 }

@@ -117,6 +117,76 @@ def local_keys(expr) -> set[str]:
     return keys
 
 
+def _each(path: str, key, value):
+    """The value of each.key / each.value / each.value.ATTR for one instance."""
+    if path == "key":
+        return key
+    if path == "value":
+        return value
+    return value[path.split(".", 1)[1]]
+
+
+def substitute(node, key, value, iterator: str = "each"):
+    """A body with `iterator.key` / `iterator.value[.ATTR]` replaced by one instance's values."""
+    if isinstance(node, dict):
+        return {k: substitute(v, key, value, iterator) for k, v in node.items()}
+    if isinstance(node, list):
+        return [substitute(v, key, value, iterator) for v in node]
+    if not isinstance(node, str):
+        return node
+    pattern = rf"\b{re.escape(iterator)}\.(key|value(?:\.[A-Za-z0-9_]+)?)\b"
+    whole = re.fullmatch(rf"\$\{{{pattern[2:]}\}}", node)
+    if whole:
+        return _each(whole.group(1), key, value)
+
+    def literal(match):
+        found = _each(match.group(1), key, value)
+        return f'"{found}"' if isinstance(found, str) else str(found)
+
+    return re.sub(pattern, literal, node)
+
+
+def _expand_dynamic(body: dict) -> dict:
+    """`dynamic "NAME"` blocks over a literal list turned into plain NAME blocks."""
+    body = dict(body)
+    for entry in body.pop("dynamic", []):
+        for name, spec in entry.items():
+            items = spec["for_each"]
+            assert isinstance(items, list), f"dynamic {name}: for_each not a literal list"
+            content = spec["content"][0] if isinstance(spec["content"], list) else spec["content"]
+            body[name] = [substitute(content, i, item, name) for i, item in enumerate(items)]
+    return body
+
+
+def instances(infra: "Infra", rtype: str) -> dict[str, dict]:
+    """Every instance of a resource type, by address: a resource without for_each
+    (or with one over something other than a literal local map) as NAME, one
+    with for_each over a literal local map as NAME[KEY], with each.key and
+    each.value substituted and dynamic blocks expanded."""
+    found = {}
+    for name, body in infra.resources.get(rtype, {}).items():
+        over = resolve(body["for_each"]) if "for_each" in body else None
+        if isinstance(over, dict):
+            for key, value in over.items():
+                found[f"{name}[{key}]"] = _expand_dynamic(substitute(body, key, value))
+        else:
+            found[name] = body
+    return found
+
+
+def targets(expr, kind: str) -> set[str]:
+    """Addresses `kind.NAME` or `kind.NAME["KEY"]` referenced in an expression, as NAME or NAME[KEY]."""
+    return {
+        f"{name}[{key}]" if key else name
+        for name, key in re.findall(rf'\b{re.escape(kind)}\.([A-Za-z0-9_-]+)(?:\["([^"]+)"\])?', str(expr))
+    }
+
+
+def keyed(expr, kind: str) -> set[str]:
+    """Like targets(), but NAME[KEY] given as KEY alone."""
+    return {re.sub(r"^[A-Za-z0-9_-]+\[(.*)\]$", r"\1", t) for t in targets(expr, kind)}
+
+
 def config_constants() -> dict[str, object]:
     """COMMON_ENV, POLL_ENV and LOCAL_ONLY_ENV from functions/config.py, read without importing it."""
     tree = ast.parse(CONFIG.read_text())
@@ -147,9 +217,29 @@ def infra() -> Infra:
     return INFRA_MODEL
 
 
+def functions(infra: Infra) -> dict[str, dict]:
+    """Every function instance, by entry point."""
+    found = {}
+    for address, body in instances(infra, "google_cloudfunctions2_function").items():
+        entry = block(body, "build_config")["entry_point"]
+        assert entry not in found, f"two functions with entry point {entry}"
+        found[entry] = body
+    return found
+
+
+def function_of(infra: Infra, expr) -> set[str]:
+    """Entry points of the functions an expression references."""
+    by_address = {a: block(b, "build_config")["entry_point"] for a, b in instances(infra, "google_cloudfunctions2_function").items()}
+    return {by_address[t] for t in targets(expr, "google_cloudfunctions2_function")}
+
+
 def function_env(infra: Infra, name: str) -> set[str]:
-    service = block(infra.resource("google_cloudfunctions2_function", name), "service_config")
-    return local_keys(service.get("environment_variables", {}))
+    service = block(functions(infra)[name], "service_config")
+    expr = service.get("environment_variables", {})
+    indexed = re.fullmatch(r'\$\{local\.([A-Za-z0-9_]+)\["([^"]+)"\]\}', str(expr))
+    if indexed:
+        expr = INFRA_MODEL.locals[indexed.group(1)][indexed.group(2)]
+    return local_keys(expr)
 
 
 # --- Environment --------------------------------------------------------------
@@ -180,9 +270,9 @@ def test_environment_values_come_from_the_matching_inputs(infra):
     common, poll = infra.locals["common_env"], infra.locals["poll_env"]
     assert refs(common["GOOGLE_CLOUD_PROJECT"], "var") == {"project_id"}
     assert refs(common["LRO_COLLECTION"], "var") == {"collection"}
-    assert refs(common["LRO_EVENTS_TOPIC"], "google_pubsub_topic") == {"events"}
-    assert refs(common["LRO_COMMANDS_TOPIC"], "google_pubsub_topic") == {"commands"}
-    assert refs(common["LRO_SUBMISSIONS_TOPIC"], "google_pubsub_topic") == {"submissions"}
+    assert targets(common["LRO_EVENTS_TOPIC"], "google_pubsub_topic") == {"contract[events]"}
+    assert targets(common["LRO_COMMANDS_TOPIC"], "google_pubsub_topic") == {"contract[commands]"}
+    assert targets(common["LRO_SUBMISSIONS_TOPIC"], "google_pubsub_topic") == {"contract[submissions]"}
     assert refs(common["LRO_NOTIFY_URL_PREFIXES"], "var") == {"notify_url_prefixes"}
     assert "jsonencode" in common["LRO_DEFAULT_POLICY"]
     assert "jsonencode" in poll["LRO_WATCH_SCOPES"]
@@ -193,9 +283,10 @@ def test_environment_values_come_from_the_matching_inputs(infra):
 
 
 def test_the_four_entry_points_match_the_contract(infra):
-    functions = infra.resources["google_cloudfunctions2_function"]
-    assert set(functions) == set(FUNCTIONS)
-    for name, body in functions.items():
+    deployed = functions(infra)
+    assert set(deployed) == set(FUNCTIONS)
+    assert len(instances(infra, "google_cloudfunctions2_function")) == len(FUNCTIONS)
+    for name, body in deployed.items():
         build = block(body, "build_config")
         assert build["entry_point"] == name
         assert resolve(build["runtime"]) == "python311"
@@ -205,24 +296,25 @@ def test_the_four_entry_points_match_the_contract(infra):
 
 def test_pushed_functions_have_no_event_trigger(infra):
     # Their subscriptions are managed in pubsub.tf (DLQ, ordering, ack deadline).
-    for name, body in infra.resources["google_cloudfunctions2_function"].items():
+    for name, body in functions(infra).items():
         assert "event_trigger" not in body, name
 
 
 def test_every_function_runs_as_its_own_service_account(infra):
     accounts = {}
     for name in FUNCTIONS:
-        service = block(infra.resource("google_cloudfunctions2_function", name), "service_config")
-        (account,) = refs(service["service_account_email"], "google_service_account")
+        service = block(functions(infra)[name], "service_config")
+        (account,) = targets(service["service_account_email"], "google_service_account")
         accounts[name] = account
     assert len(set(accounts.values())) == len(FUNCTIONS), accounts
-    others = {"pusher", "scheduler", "build"}
+    others = {"this[pusher]", "this[scheduler]", "this[build]"}
     assert not set(accounts.values()) & others
+    assert set(infra.locals["service_accounts"]) == set(FUNCTIONS) | {"pusher", "scheduler", "build"}
 
 
 def test_functions_serve_the_latest_revision_and_only_submit_is_reachable_from_outside(infra):
     for name in FUNCTIONS:
-        service = block(infra.resource("google_cloudfunctions2_function", name), "service_config")
+        service = block(functions(infra)[name], "service_config")
         assert service["all_traffic_on_latest_revision"] is True, name
         if name == "submit":
             assert refs(service["ingress_settings"], "var") == {"submit_ingress"}
@@ -238,7 +330,7 @@ def test_source_zip_leaves_out_everything_but_the_runtime(infra):
 
 def test_poll_timeout_exceeds_the_poll_budget(infra):
     assert infra.default("poll_timeout_s") > infra.default("poll_budget_s")
-    poll = infra.resource("google_cloudfunctions2_function", "poll")
+    poll = functions(infra)["poll"]
     assert refs(block(poll, "service_config")["timeout_seconds"], "var") == {"poll_timeout_s"}
     conditions = " ".join(p["condition"] for p in block(poll, "lifecycle")["precondition"])
     assert "var.poll_budget_s" in conditions and "var.poll_timeout_s" in conditions
@@ -247,7 +339,7 @@ def test_poll_timeout_exceeds_the_poll_budget(infra):
 def test_pushed_handlers_timeout_fits_their_ack_deadline(infra):
     assert infra.default("handler_timeout_s") <= 600
     for name in ("handle", "submit_pubsub"):
-        service = block(infra.resource("google_cloudfunctions2_function", name), "service_config")
+        service = block(functions(infra)[name], "service_config")
         assert refs(service["timeout_seconds"], "var") == {"handler_timeout_s"}
 
 
@@ -255,7 +347,7 @@ def test_pushed_handlers_timeout_fits_their_ack_deadline(infra):
 
 
 def push_subscriptions(infra: Infra) -> dict[str, dict]:
-    return {n: b for n, b in infra.resources["google_pubsub_subscription"].items() if "push_config" in b}
+    return {n: b for n, b in instances(infra, "google_pubsub_subscription").items() if "push_config" in b}
 
 
 def test_contract_topic_names_and_defaults(infra):
@@ -265,8 +357,9 @@ def test_contract_topic_names_and_defaults(infra):
     assert infra.default("collection") == "lro_operations"
     assert infra.default("name_prefix") == "lro"
     assert infra.default("schedule") == "* * * * *"
+    topics = instances(infra, "google_pubsub_topic")
     for topic in ("events", "commands", "submissions"):
-        body = infra.resource("google_pubsub_topic", topic)
+        body = topics[f"contract[{topic}]"]
         assert refs(body["name"], "var") == {f"{topic}_topic"}
 
 
@@ -292,8 +385,8 @@ def test_every_referenced_resource_exists(infra):
 def test_push_subscriptions_route_each_topic_to_its_function(infra):
     routes = {}
     for name, body in push_subscriptions(infra).items():
-        (topic,) = refs(body["topic"], "google_pubsub_topic")
-        (function,) = refs(block(body, "push_config")["push_endpoint"], "google_cloudfunctions2_function")
+        (topic,) = keyed(body["topic"], "google_pubsub_topic")
+        (function,) = function_of(infra, block(body, "push_config")["push_endpoint"])
         routes[topic] = routes.get(topic, set()) | {function}
     assert routes == {"events": {"handle"}, "commands": {"handle"}, "submissions": {"submit_pubsub"}}
 
@@ -303,13 +396,14 @@ def test_every_push_subscription_has_oidc_retry_and_dead_letters(infra):
     for name, body in push_subscriptions(infra).items():
         push = block(body, "push_config")
         oidc = block(push, "oidc_token")
-        assert refs(oidc["service_account_email"], "google_service_account") == {"pusher"}, name
+        assert targets(oidc["service_account_email"], "google_service_account") == {"this[pusher]"}, name
         assert oidc.get("audience") == push["push_endpoint"], name
         assert "service_config[0].uri" in push["push_endpoint"], f"{name}: push to the run.app URL"
         retry = block(body, "retry_policy")
         assert retry["minimum_backoff"] and retry["maximum_backoff"], name
         dead = block(body, "dead_letter_policy")
         assert refs(dead["dead_letter_topic"], "google_pubsub_topic") == {"dead_letter"}, name
+        assert targets(dead["dead_letter_topic"], "google_pubsub_topic") == {f"dead_letter[{name[5:-1]}]"}, name
         assert refs(dead["max_delivery_attempts"], "var") == {"max_delivery_attempts"}, name
         dead_letter_topics.add(dead["dead_letter_topic"])
         assert refs(body["ack_deadline_seconds"], "var") == {"handler_timeout_s"}, name
@@ -321,7 +415,7 @@ def test_every_push_subscription_has_oidc_retry_and_dead_letters(infra):
 def test_only_the_events_subscription_is_ordered(infra):
     for name, body in push_subscriptions(infra).items():
         ordered = body.get("enable_message_ordering") is True
-        assert ordered == (refs(body["topic"], "google_pubsub_topic") == {"events"}), name
+        assert ordered == (targets(body["topic"], "google_pubsub_topic") == {"contract[events]"}), name
 
 
 def test_dead_letters_are_held_in_a_pull_subscription(infra):
@@ -341,8 +435,12 @@ def test_pubsub_service_agent_can_dead_letter(infra):
     subscriber = infra.resource("google_pubsub_subscription_iam_member", "source_subscriber")
     assert subscriber["role"] == "roles/pubsub.subscriber"
     assert subscriber["member"] == "${local.pubsub_service_agent}"
-    sources = infra.locals["push_subscriptions"]
-    assert {next(iter(refs(v, "google_pubsub_subscription"))) for v in sources.values()} == set(push_subscriptions(infra))
+    assert refs(subscriber["subscription"], "google_pubsub_subscription") == {"push"}
+    push = infra.resource("google_pubsub_subscription", "push")
+    for grant in (publisher, subscriber):
+        assert grant["for_each"] == push["for_each"]
+    sources = {t for body in instances(infra, "google_pubsub_subscription_iam_member").values() for t in targets(body["subscription"], "google_pubsub_subscription")}
+    assert sources == set(push_subscriptions(infra))
 
 
 # --- IAM ---------------------------------------------------------------------------
@@ -357,11 +455,11 @@ def test_no_public_member_anywhere(infra):
 
 def test_publishers_are_granted_on_specific_topics_only(infra):
     grants = defaultdict(set)
-    for name, body in infra.resources["google_pubsub_topic_iam_member"].items():
+    for name, body in instances(infra, "google_pubsub_topic_iam_member").items():
         if body["role"] != "roles/pubsub.publisher":
             continue
-        for account in refs(body["member"], "google_service_account"):
-            grants[account] |= refs(body["topic"], "google_pubsub_topic") or {"var.notify_topics"}
+        for account in keyed(body["member"], "google_service_account"):
+            grants[account] |= keyed(body["topic"], "google_pubsub_topic") or {"var.notify_topics"}
     assert grants == {
         "submit": {"commands"},
         "submit_pubsub": {"commands"},
@@ -376,16 +474,19 @@ def test_publishers_are_granted_on_specific_topics_only(infra):
 def test_firestore_access_is_for_the_four_functions_only(infra):
     grant = infra.resource("google_project_iam_member", "datastore_user")
     assert grant["role"] == "roles/datastore.user"
-    accounts = refs(infra.locals["function_service_accounts"], "google_service_account")
-    assert accounts == set(FUNCTIONS)
+    accounts = infra.locals["function_service_accounts"]
+    assert set(accounts) == set(FUNCTIONS)
+    assert {k for expr in accounts.values() for k in keyed(expr, "google_service_account")} == set(FUNCTIONS)
+    assert refs(grant["for_each"], "local") == {"function_service_accounts"}
 
 
 def test_invokers_are_granted_per_function(infra):
     invokers = defaultdict(set)
-    for name, body in infra.resources["google_cloud_run_service_iam_member"].items():
+    for name, body in instances(infra, "google_cloud_run_service_iam_member").items():
         assert body["role"] == "roles/run.invoker", name
-        (function,) = refs(body["service"], "google_cloudfunctions2_function")
-        members = refs(body["member"], "google_service_account") or {body["member"]}
+        (function,) = function_of(infra, body["service"])
+        assert function_of(infra, body["location"]) == {function}, name
+        members = keyed(body["member"], "google_service_account") or {body["member"]}
         invokers[function] |= members
     assert invokers == {
         "submit": {"${each.value}"},
@@ -405,9 +506,9 @@ def test_scheduler_calls_poll_with_an_oidc_token_and_the_budget(infra):
     job = infra.resource("google_cloud_scheduler_job", "poll")
     target = block(job, "http_target")
     assert target["http_method"] == "POST"
-    assert refs(target["uri"], "google_cloudfunctions2_function") == {"poll"}
+    assert function_of(infra, target["uri"]) == {"poll"}
     oidc = block(target, "oidc_token")
-    assert refs(oidc["service_account_email"], "google_service_account") == {"scheduler"}
+    assert targets(oidc["service_account_email"], "google_service_account") == {"this[scheduler]"}
     assert oidc["audience"] == target["uri"]
     assert "budget_s" in target["body"] and "var.poll_budget_s" in target["body"]
     assert refs(job["attempt_deadline"], "var") == {"poll_timeout_s"}
@@ -421,7 +522,7 @@ def test_scheduler_calls_poll_with_an_oidc_token_and_the_budget(infra):
 
 def test_poller_indexes_exist(infra):
     shapes = set()
-    for body in infra.resources["google_firestore_index"].values():
+    for body in instances(infra, "google_firestore_index").values():
         assert refs(body["collection"], "var") == {"collection"}
         fields = body["fields"]
         shapes.add(tuple((f["field_path"], f["order"]) for f in fields))
@@ -431,7 +532,7 @@ def test_poller_indexes_exist(infra):
 
 def test_ttl_policies_cover_finished_operations_and_claims(infra):
     ttl = {}
-    for body in infra.resources["google_firestore_field"].values():
+    for body in instances(infra, "google_firestore_field").values():
         if "ttl_config" in body:
             ttl[body["field"]] = body["collection"]
     assert refs(ttl.get("expire_at"), "var") == {"collection"}
