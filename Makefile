@@ -20,7 +20,7 @@ $(CHECKOV_VENV)/.installed:
 	touch $@
 
 demo: $(VENV)/.installed
-	$(PY) -m functions.local.demo
+	$(PY) -m functions.local.demo $(if $(KEEP),--keep)
 
 test: $(VENV)/.installed $(CHECKOV_VENV)/.installed
 	CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest

@@ -1,7 +1,8 @@
 """lrowatch's Cloud Functions entry points (contract §1). Nothing else lives here."""
+import flask
 import functions_framework
 
-from functions import wiring
+from functions import logs, wiring
 from functions.adapters import http_api, pubsub_push
 from functions.services.handle import PoisonMessage
 
@@ -9,22 +10,30 @@ from functions.services.handle import PoisonMessage
 @functions_framework.http
 def submit(request):
     """Track an operation; read tracked operations; request a cancellation."""
-    return http_api.submit_routes(request, wiring.current().submit)
+    services = wiring.current()
+    with logs.traced(request.headers, services.settings.project):
+        return http_api.submit_routes(request, services.submit)
 
 
 @functions_framework.cloud_event
 def submit_pubsub(cloud_event):
     """The same submission, from a message on the submissions topic."""
-    pubsub_push.deliver(cloud_event, lambda data: wiring.current().submit.submit(data, source="pubsub"))
+    services = wiring.current()
+    with logs.traced(flask.request.headers, services.settings.project):  # the push request's trace
+        pubsub_push.deliver(cloud_event, lambda data: services.submit.submit(data, source="pubsub"))
 
 
 @functions_framework.http
 def poll(request):
     """One poll run (Cloud Scheduler): claim due operations, GET them, publish changes."""
-    return http_api.poll_route(request, wiring.current().poll)
+    services = wiring.current()
+    with logs.traced(request.headers, services.settings.project):
+        return http_api.poll_route(request, services.poll)
 
 
 @functions_framework.cloud_event
 def handle(cloud_event):
     """State-change events and commands: completion, errors, cancellation."""
-    pubsub_push.deliver(cloud_event, wiring.current().handle.handle, poison=(PoisonMessage,))
+    services = wiring.current()
+    with logs.traced(flask.request.headers, services.settings.project):
+        pubsub_push.deliver(cloud_event, services.handle.handle, poison=(PoisonMessage,))

@@ -226,7 +226,21 @@ def handled(record: dict) -> str:
     return ", ".join(parts) or "-"
 
 
-def main() -> int:
+def keep_running(stack: LocalStack) -> None:
+    """`--keep`: leave the stack up, polled every few seconds, until Ctrl-C (for trying the CLI)."""
+    print("\nthe stack stays up for you (Ctrl-C stops it). Try, in another terminal:\n"
+          "  .venv/bin/lrowatch --local list\n"
+          "  .venv/bin/lrowatch --local watch", flush=True)
+    try:
+        while True:
+            stack.poll(budget_s=POLL_RUN_S)
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    keep = "--keep" in (sys.argv[1:] if argv is None else argv)
     print("lrowatch demo: starting the Firestore and Pub/Sub emulators, the Operations API simulator "
           "and the four functions…", flush=True)
     began = time.monotonic()
@@ -237,6 +251,8 @@ def main() -> int:
         print(f"up in {time.monotonic() - began:.1f} s: submit at {stack.urls['submit']}", flush=True)
         try:
             ok = Demo(stack).run()
+            if keep:
+                keep_running(stack)
         except Exception as exc:
             print(f"demo FAILED: {exc}\n{stack.log_tails()}", flush=True)
             ok = False

@@ -1,0 +1,43 @@
+"""What can go wrong in the CLI, each with its exit code and a hint for the user."""
+from __future__ import annotations
+
+OK = 0
+API_ERROR = 1  # the service refused the request (4xx)
+USAGE = 2  # the command line itself is wrong (argparse uses 2 as well)
+UNREACHABLE = 3  # no answer, no credentials, or the service is unavailable (5xx)
+NOT_FOUND = 4  # the operation (or resource) does not exist
+
+
+class CliError(Exception):
+    """A failure to report as `error: message` (+ hint) with `exit_code`."""
+
+    exit_code = API_ERROR
+
+    def __init__(self, message: str, hint: str | None = None, *, status: int | None = None,
+                 body: dict | None = None):
+        super().__init__(message)
+        self.message, self.hint, self.status, self.body = message, hint, status, body
+
+
+class UsageError(CliError):
+    """The arguments are wrong or incomplete."""
+
+    exit_code = USAGE
+
+
+class Unreachable(CliError):
+    """The service could not be reached, refused our identity, or is unavailable."""
+
+    exit_code = UNREACHABLE
+
+
+class NotFoundError(CliError):
+    """The service answered 404."""
+
+    exit_code = NOT_FOUND
+
+
+class ApiError(CliError):
+    """The service answered 4xx other than 404 and the auth statuses."""
+
+    exit_code = API_ERROR

@@ -1,0 +1,154 @@
+"""The CLI's pure parts: inferring services, ids, arguments, targets, error mapping. No I/O."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from functions.cli import api, build_parser, refs, render, target
+from functions.cli.errors import ApiError, NotFoundError, Unreachable, UsageError
+from functions.domain.names import build_ref
+
+DOCAI_NAME = "projects/123/locations/eu/operations/bc4e1d412863e626"
+
+
+@pytest.mark.parametrize("type_url, expected", [
+    ("type.googleapis.com/google.cloud.documentai.v1.BatchProcessMetadata", ("documentai", "v1")),
+    ("type.googleapis.com/google.cloud.vision.v1p4beta1.OperationMetadata", ("vision", "v1p4beta1")),
+    ("type.googleapis.com/google.firestore.admin.v1.ExportDocumentsMetadata", ("firestore", "v1")),
+    ("type.googleapis.com/google.cloud.translation.v3.BatchTranslateMetadata", ("translation", "v3")),
+    ("type.googleapis.com/google.cloud.unknownthing.v1.Metadata", (None, None)),
+    ("type.googleapis.com/google.protobuf.Empty", (None, None)),
+])
+def test_the_service_is_inferred_from_the_metadata_type_package(type_url, expected):
+    assert refs.service_of_type(type_url) == expected
+
+
+def test_an_api_answer_becomes_a_submission_whose_endpoint_follows_from_the_name():
+    answer = {"name": DOCAI_NAME, "metadata": {
+        "@type": "type.googleapis.com/google.cloud.documentai.v1.BatchProcessMetadata", "state": "RUNNING"}}
+    submission = refs.from_operation_json(json.dumps(answer))
+    assert submission == {"name": DOCAI_NAME, "service": "documentai", "api_version": "v1"}
+    assert build_ref(submission["name"], submission["service"]).endpoint == "eu-documentai.googleapis.com"
+
+
+@pytest.mark.parametrize("text", ["not json", "[]", '{"metadata": {}}', '{"name": 7}'])
+def test_an_api_answer_without_a_name_is_a_usage_error(text):
+    with pytest.raises(UsageError):
+        refs.from_operation_json(text)
+
+
+def test_an_operation_is_named_by_id_url_or_name_with_service_and_all_give_the_same_id():
+    ref = build_ref(DOCAI_NAME, "documentai")
+    assert refs.operation_id(ref.id) == ref.id
+    assert refs.operation_id(ref.url) == ref.id
+    assert refs.operation_id(DOCAI_NAME, "documentai.googleapis.com") == ref.id
+
+
+@pytest.mark.parametrize("value, service", [
+    (DOCAI_NAME, None), ("https://evil.example.com/v1/" + DOCAI_NAME, None), ("x/y", "vision"),
+])
+def test_an_unusable_operation_reference_is_a_usage_error(value, service):
+    with pytest.raises(UsageError):
+        refs.operation_id(value, service)
+
+
+def test_labels_and_policy_arguments_are_parsed_or_refused():
+    assert refs.labels(["team=ocr", "env="]) == {"team": "ocr", "env": ""}
+    assert refs.policy('{"initial_delay_s": 0}') == {"initial_delay_s": 0}
+    for bad in (lambda: refs.labels(["team"]), lambda: refs.policy("{"), lambda: refs.policy("[1]")):
+        with pytest.raises(UsageError):
+            bad()
+
+
+def test_the_target_comes_from_url_then_local_then_the_environment(monkeypatch, tmp_path):
+    demo = tmp_path / "demo.json"
+    demo.write_text(json.dumps({"submit": "http://127.0.0.1:8080", "project": "p"}))
+    monkeypatch.setenv(target.ENV_DEMO_FILE, str(demo))
+    monkeypatch.setenv(target.ENV_URL, "https://env.example.run.app/")
+    assert target.resolve("https://lro-submit-abc.a.run.app/", False).submit_url == "https://lro-submit-abc.a.run.app"
+    local = target.resolve(None, True)
+    assert local.local and local.submit_url == "http://127.0.0.1:8080" and not local.needs_token
+    deployed = target.resolve(None, False)
+    assert deployed.needs_token and deployed.audience == "https://env.example.run.app"
+
+
+def test_without_a_running_demo_local_says_to_start_it(monkeypatch, tmp_path):
+    monkeypatch.setenv(target.ENV_DEMO_FILE, str(tmp_path / "missing.json"))
+    with pytest.raises(Unreachable, match="not running") as raised:
+        target.resolve(None, True)
+    assert "make demo" in raised.value.hint
+
+
+@pytest.mark.parametrize("url", ["http://lro.example.com", "ftp://x", "https://x/?token=1", "nothing"])
+def test_a_url_that_could_leak_a_token_is_refused(url):
+    with pytest.raises(UsageError):
+        target.resolve(url, False)
+
+
+def test_an_id_token_is_fetched_for_the_functions_audience_and_sent_as_bearer(monkeypatch):
+    seen = {}
+
+    class Session:
+        trust_env = True
+
+        def request(self, method, url, headers, **kwargs):
+            seen.update(url=url, headers=headers)
+            return Response(200, {"operations": []})
+
+    monkeypatch.setattr(target, "id_token", lambda audience: f"token-for-{audience}")
+    client = api.Client(target.Target("https://lro-submit-abc.a.run.app"), session=Session())
+    client.list({})
+    assert seen["headers"]["Authorization"] == "Bearer token-for-https://lro-submit-abc.a.run.app"
+    assert seen["url"] == "https://lro-submit-abc.a.run.app/operations"
+
+
+class Response:
+    def __init__(self, status, body, reason="Reason"):
+        self.status_code, self._body, self.reason = status, body, reason
+
+    def json(self):
+        if self._body is None:
+            raise ValueError("no JSON")
+        return self._body
+
+
+@pytest.mark.parametrize("status, error_type, code", [
+    (400, ApiError, 1), (409, ApiError, 1), (404, NotFoundError, 4),
+    (401, Unreachable, 3), (403, Unreachable, 3), (429, Unreachable, 3), (503, Unreachable, 3),
+])
+def test_http_statuses_map_to_exit_codes(status, error_type, code):
+    error = api._error(Response(status, {"error": {"code": status, "status": "X", "message": "why"}}))
+    assert isinstance(error, error_type) and error.exit_code == code and "why" in error.message
+
+
+def test_a_non_json_error_body_still_gives_a_readable_message():
+    assert api._error(Response(502, None, "Bad Gateway")).message == "HTTP 502 Bad Gateway"
+
+
+def test_a_table_aligns_columns_and_shows_missing_values_as_dashes(capsys):
+    render.table([{"a": "x", "b": None}, {"a": "longer", "b": 2}], [("A", "a"), ("B", "b")])
+    assert capsys.readouterr().out.splitlines() == ["A       B", "x       -", "longer  2"]
+
+
+def test_an_event_line_says_what_changed():
+    event = {"type": "lro.state_changed", "sequence": 2, "operation": {"id": "a" * 32}, "previous_state": "RUNNING",
+             "state": "SUCCEEDED", "provider_state": "SUCCEEDED", "progress_percent": 100,
+             "items": {"total": 3, "failed": 1}, "observed_at": "2024-05-01T12:00:00.000Z"}
+    line = render.event_line(event)
+    assert "#2" in line and "RUNNING → SUCCEEDED" in line and "3 items, 1 failed" in line
+
+
+@pytest.mark.parametrize("argv", [
+    ["status", "ID", "--local", "--json"], ["list", "--state", "running", "--all", "--url", "https://x"],
+    ["watch", "--local", "--timeout", "5"], ["dlq", "replay", "--subscription", "s", "--topic", "t", "--dry-run", "--project", "p"],
+])
+def test_options_may_follow_the_subcommand(argv):
+    args = build_parser().parse_args(argv)
+    assert callable(args.run)
+
+
+def test_a_bad_state_is_a_usage_error_with_exit_code_2():
+    with pytest.raises(SystemExit) as raised:
+        build_parser().parse_args(["list", "--state", "DONE"])
+    assert raised.value.code == 2
