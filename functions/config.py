@@ -19,6 +19,7 @@ ENV_COLLECTION = "LRO_COLLECTION"
 ENV_EVENTS_TOPIC = "LRO_EVENTS_TOPIC"
 ENV_COMMANDS_TOPIC = "LRO_COMMANDS_TOPIC"
 ENV_SUBMISSIONS_TOPIC = "LRO_SUBMISSIONS_TOPIC"
+ENV_POLL_SHARDS_TOPIC = "LRO_POLL_SHARDS_TOPIC"
 ENV_API_BASE_URL = "LRO_API_BASE_URL"
 ENV_NOTIFY_URL_PREFIXES = "LRO_NOTIFY_URL_PREFIXES"
 ENV_POLL_BUDGET_S = "LRO_POLL_BUDGET_S"
@@ -52,12 +53,14 @@ POLL_ENV = (
     ENV_POLL_BATCH,
     ENV_LEASE_S,
     ENV_SHARDS,
+    ENV_POLL_SHARDS_TOPIC,
     ENV_MAX_PERMANENT_ERRORS,
     ENV_NOT_FOUND_GRACE_S,
     ENV_WATCH_SCOPES,
 )
 # Local/testing only: never set by Terraform.
-LOCAL_ONLY_ENV = (ENV_API_BASE_URL, "FIRESTORE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST")
+# LRO_NOTIFY_CA_BUNDLE: extra CAs for webhooks, honoured only with LRO_API_BASE_URL (tests).
+LOCAL_ONLY_ENV = (ENV_API_BASE_URL, "FIRESTORE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST", "LRO_NOTIFY_CA_BUNDLE")
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class Settings:
     events_topic: str = "lro-events"
     commands_topic: str = "lro-commands"
     submissions_topic: str = "lro-submissions"
+    poll_shards_topic: str = "lro-poll-shards"  # poll's own fan-out: one message per shard run
     api_base_url: str | None = None
     notify_url_prefixes: tuple[str, ...] = ()
     poll_budget_s: float = 50.0
@@ -122,6 +126,7 @@ class Settings:
             events_topic=env.get(ENV_EVENTS_TOPIC) or "lro-events",
             commands_topic=env.get(ENV_COMMANDS_TOPIC) or "lro-commands",
             submissions_topic=env.get(ENV_SUBMISSIONS_TOPIC) or "lro-submissions",
+            poll_shards_topic=env.get(ENV_POLL_SHARDS_TOPIC) or "lro-poll-shards",
             api_base_url=(env.get(ENV_API_BASE_URL) or "").rstrip("/") or None,
             notify_url_prefixes=prefixes,
             poll_budget_s=_number(env, ENV_POLL_BUDGET_S, 50.0, 1, 3500),

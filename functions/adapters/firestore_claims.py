@@ -4,15 +4,41 @@ In the spirit of AWS Powertools' idempotency: a claim is created with a
 conditional write (IN_PROGRESS with an expiry), completed with its result,
 or released when the effect fails so that a redelivery retries it. An expired
 in-progress claim (its holder crashed) is taken over. Firestore's TTL policy
-on `expires_at` deletes old claims.
+on `expires_at` deletes old claims (infra/firestore.tf).
+
+Document `${collection}_claims/{key}`:
+  status      IN_PROGRESS | COMPLETED
+  claimed_at  when the current holder took it
+  expires_at  IN_PROGRESS: when another delivery may take it over;
+              COMPLETED: when Firestore TTL deletes it (the dedupe window)
+  result      the effect's result as JSON text (API JSON may nest arrays,
+              which Firestore maps cannot hold)
 """
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 from google.api_core import exceptions as gexc
+from google.api_core.retry import Retry, if_exception_type
 
 from functions.adapters.firestore_store import LOST_RACE, FirestoreStore
+from functions.domain.errors import TransientError
+
+ACQUIRED, DONE, BUSY = "acquired", "done", "busy"
+
+# Claims are the first Firestore call of a delivery: when Firestore is down,
+# fail within seconds (→ 5xx, Pub/Sub redelivers with backoff) rather than
+# holding the push request through the client's default 60 s of retries.
+_UNAVAILABLE = (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError,
+                gexc.TooManyRequests)
+RETRY = Retry(predicate=if_exception_type(*_UNAVAILABLE), initial=0.1, maximum=1.0, multiplier=2.0,
+              timeout=4.0)
+CALL_TIMEOUT_S = 4.0
+
+
+class ClaimsUnavailable(TransientError):
+    """The claims collection could not be read or written: retry the delivery later."""
 
 
 class FirestoreClaims:
@@ -24,43 +50,70 @@ class FirestoreClaims:
     def client(self):
         return self._store.client
 
-    def _claims(self):
-        return self.client.collection(self._collection)
+    def _doc(self, key: str):
+        return self.client.collection(self._collection).document(key)
 
     def claim(self, key: str, now: datetime, expires_s: float) -> str:
-        """'acquired', 'done' or 'busy' for an effect keyed by e.g. an event id."""
-        ref = self._claims().document(key)
+        """ACQUIRED, DONE or BUSY for the effect named `key`."""
+        ref = self._doc(key)
         doc = {"status": "IN_PROGRESS", "claimed_at": now, "expires_at": now + timedelta(seconds=expires_s)}
-        try:
-            ref.create(doc)
-            return "acquired"
-        except gexc.AlreadyExists:
-            pass
-        snapshot = ref.get()
-        if not snapshot.exists:
-            return self.claim(key, now, expires_s)
-        current = snapshot.to_dict()
-        if current.get("status") == "COMPLETED":
-            return "done"
-        if current["expires_at"] > now:
-            return "busy"
-        try:  # an expired in-progress claim: its holder crashed, take it over
-            ref.update(doc, option=self.client.write_option(last_update_time=snapshot.update_time))
-            return "acquired"
-        except LOST_RACE:
-            return "busy"
+        with _wrapped(key):
+            for _ in range(3):  # a claim deleted between our create and get: try again
+                try:
+                    ref.create(doc, retry=RETRY, timeout=CALL_TIMEOUT_S)
+                    return ACQUIRED
+                except gexc.AlreadyExists:
+                    pass
+                snapshot = ref.get(retry=RETRY, timeout=CALL_TIMEOUT_S)
+                if not snapshot.exists:
+                    continue
+                current = snapshot.to_dict()
+                if current.get("status") == "COMPLETED":
+                    return DONE
+                if current["expires_at"] > now:
+                    return BUSY
+                try:  # an expired in-progress claim: its holder crashed, take it over
+                    ref.update(doc, option=self.client.write_option(last_update_time=snapshot.update_time),
+                               retry=RETRY, timeout=CALL_TIMEOUT_S)
+                    return ACQUIRED
+                except LOST_RACE:
+                    return BUSY
+        return BUSY
 
-    def complete(self, key: str, result: dict, now: datetime, keep_days: int) -> None:
-        self._claims().document(key).update({
-            "status": "COMPLETED", "result": result, "completed_at": now,
-            "expires_at": now + timedelta(days=keep_days)})
-
-    def mark(self, key: str, changes: dict) -> None:
-        self._claims().document(key).update(changes)
+    def complete(self, key: str, result: dict, now: datetime, keep_days: float) -> None:
+        with _wrapped(key):
+            self._doc(key).update({
+                "status": "COMPLETED", "result": json.dumps(result, separators=(",", ":"), default=str),
+                "completed_at": now, "expires_at": now + timedelta(days=keep_days)},
+                retry=RETRY, timeout=CALL_TIMEOUT_S)
 
     def release(self, key: str) -> None:
-        self._claims().document(key).delete()
+        with _wrapped(key):
+            self._doc(key).delete(retry=RETRY, timeout=CALL_TIMEOUT_S)
+
+    def result(self, key: str) -> dict | None:
+        """The stored result of a completed effect; None if unclaimed or still in progress."""
+        doc = self.get(key)
+        if not doc or doc.get("status") != "COMPLETED":
+            return None
+        return json.loads(doc.get("result") or "{}")
 
     def get(self, key: str) -> dict | None:
-        snapshot = self._claims().document(key).get()
+        with _wrapped(key):
+            snapshot = self._doc(key).get(retry=RETRY, timeout=CALL_TIMEOUT_S)
         return snapshot.to_dict() if snapshot.exists else None
+
+
+class _wrapped:
+    """Store unavailability → ClaimsUnavailable, with the cause kept."""
+
+    def __init__(self, key: str):
+        self._key = key
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, _tb):
+        if exc is not None and isinstance(exc, (*_UNAVAILABLE, gexc.RetryError)):
+            raise ClaimsUnavailable(f"claims store unavailable for {self._key}: {str(exc)[:200]}") from exc
+        return False

@@ -1,8 +1,25 @@
-"""Notifying the submitter: its notify_topic and/or its notify_url webhook."""
+"""Notifying the submitter: its notify_topic and/or its notify_url webhook.
+
+Each channel is one effect (`send`), claimed separately by `handle`, so a
+failure in one never repeats the other.
+
+notify_url: https only, re-checked against LRO_NOTIFY_URL_PREFIXES at send
+time, POSTed with a Google-signed ID token whose audience is the URL's origin
+(Cloud Run's convention: the service URL). Transient failures (connection
+errors, 429, 5xx) are retried a few times in-process; the final outcome is
+returned to be recorded, delivered or not. No redirects are followed.
+
+Local mode (LRO_API_BASE_URL set): no ID token is fetched, and
+LRO_NOTIFY_CA_BUNDLE may name a PEM file of CAs to trust for the webhook
+(a test receiver's self-signed certificate). It is ignored outside local
+mode and never set by Terraform.
+"""
 from __future__ import annotations
 
 import logging
+import os
 import time
+from urllib.parse import urlsplit
 
 import requests
 
@@ -13,55 +30,68 @@ from functions.domain.submission import check_notify_url
 
 log = logging.getLogger(__name__)
 
+ENV_NOTIFY_CA_BUNDLE = "LRO_NOTIFY_CA_BUNDLE"  # local/testing only, like LRO_API_BASE_URL
 WEBHOOK_ATTEMPTS = 3
 WEBHOOK_TIMEOUT_S = 10.0
+TOPIC, URL = "notify_topic", "notify_url"
 
 
 class Notifier:
     def __init__(self, publisher, settings: Settings, session: requests.Session | None = None,
-                 id_token=None, sleep=time.sleep):
+                 id_token=None, sleep=time.sleep, ca_bundle: str | None = None):
         self._publisher = publisher
         self._settings = settings
         self._session = session or requests.Session()
-        self._session.trust_env = False
+        self._session.trust_env = False  # no proxies or netrc from the environment
         self._id_token = id_token or _google_id_token
         self._sleep = sleep
+        local = bool(settings.api_base_url)
+        self._verify: bool | str = (ca_bundle or os.environ.get(ENV_NOTIFY_CA_BUNDLE) or True) if local else True
 
-    def notify(self, record: Record, event_id: str) -> dict:
-        """Send what the record asks for; returns the outcomes to record on it."""
-        outcomes: dict = {}
+    @staticmethod
+    def channels(record: Record) -> list[str]:
+        """The channels this record asks for, in the order they are served."""
+        return [c for c, wanted in ((TOPIC, record.notify_topic), (URL, record.notify_url)) if wanted]
+
+    def send(self, channel: str, record: Record, event_id: str) -> dict:
+        """Notify one channel; returns the outcome to record on the record."""
         message = events.notification(record, event_id)
-        if record.notify_topic:
-            outcomes["notify_topic"] = {"message_id": self._publisher.publish_one(record.notify_topic, message)}
-        if record.notify_url:
-            outcomes["notify_url"] = self._post(record.notify_url, message)
-        return outcomes
+        if channel == TOPIC:
+            return {"message_id": self._publisher.publish_one(record.notify_topic, message)}
+        if channel == URL:
+            return self._post(record.notify_url, message)
+        raise ValueError(f"unknown notification channel {channel!r}")
 
     def _post(self, url: str, message: events.Message) -> dict:
         # Re-checked at send time: the allowlist may have shrunk since submission.
         check_notify_url(url, self._settings.notify_url_prefixes)
         headers = {"Content-Type": "application/json", "ce-id": message.data["event_id"]}
-        token = None if self._settings.api_base_url else self._id_token(url)
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
+        if not self._settings.api_base_url:
+            headers["Authorization"] = f"Bearer {self._id_token(audience_of(url))}"
         outcome: dict = {"attempts": 0}
         for attempt in range(1, WEBHOOK_ATTEMPTS + 1):
             outcome["attempts"] = attempt
             try:
-                response = self._session.post(url, data=message.encoded(), headers=headers,
+                response = self._session.post(url, data=message.encoded(), headers=headers, verify=self._verify,
                                               timeout=WEBHOOK_TIMEOUT_S, allow_redirects=False)
-                outcome["status"] = response.status_code
+                outcome.update(status=response.status_code, error=None)
                 if response.status_code < 500 and response.status_code != 429:
                     break
             except requests.RequestException as exc:
-                outcome["status"] = None
-                outcome["error"] = type(exc).__name__
+                outcome.update(status=None, error=type(exc).__name__)
             if attempt < WEBHOOK_ATTEMPTS:
                 self._sleep(0.5 * 2 ** (attempt - 1))
         outcome["delivered"] = bool(outcome.get("status") and 200 <= outcome["status"] < 300)
         if not outcome["delivered"]:
-            log.warning("webhook notification not delivered", extra={"notify_url": url, **outcome})
+            log.error("webhook notification not delivered", extra={
+                "notify_url": url, "event_id": message.data["event_id"], **outcome})
         return outcome
+
+
+def audience_of(url: str) -> str:
+    """The ID token's audience: the receiving service's URL (scheme and host)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _google_id_token(audience: str) -> str:

@@ -23,9 +23,13 @@ class Undecodable(Exception):
 
 def message_of(cloud_event) -> tuple[Any, dict, str]:
     """(decoded JSON data, attributes, message id) of a Pub/Sub CloudEvent."""
-    envelope = cloud_event.data if isinstance(cloud_event.data, dict) else {}
-    message = envelope.get("message") or {}
-    message_id = str(message.get("messageId") or message.get("message_id") or "")
+    return envelope_message(cloud_event.data if isinstance(cloud_event.data, dict) else {})
+
+
+def envelope_message(envelope: dict) -> tuple[Any, dict, str]:
+    """The same, from the push envelope itself ({"message": {...}, "subscription": ...})."""
+    message_id = message_id_of(envelope)
+    message = envelope.get("message") if isinstance(envelope.get("message"), dict) else {}
     try:
         raw = base64.b64decode(message.get("data") or "", validate=True)
         return json.loads(raw), dict(message.get("attributes") or {}), message_id
@@ -33,15 +37,30 @@ def message_of(cloud_event) -> tuple[Any, dict, str]:
         raise Undecodable(f"message data is not base64 JSON: {str(exc)[:120]}") from exc
 
 
+def message_id_of(envelope: dict) -> str:
+    """The Pub/Sub message id, readable even when the data is not (for the poison log)."""
+    message = envelope.get("message") if isinstance(envelope.get("message"), dict) else {}
+    return str(message.get("messageId") or message.get("message_id") or "")
+
+
 def deliver(cloud_event, work: Callable[[Any], Any], poison: tuple[type[Exception], ...] = ()) -> Any:
-    """Run `work(data)`; poison is logged at ERROR and acknowledged, the rest propagates."""
-    message_id = ""
+    """Run `work(data)`: poison is logged at ERROR and acknowledged (2xx); anything
+    else is logged at WARNING and re-raised, so the push gets a 5xx and Pub/Sub
+    redelivers it (after the subscription's max attempts: its dead-letter topic)."""
+    envelope = cloud_event.data if isinstance(cloud_event.data, dict) else {}
+    context = {"subscription": envelope.get("subscription"), "delivery_attempt": envelope.get("deliveryAttempt")}
+    message_id = message_id_of(envelope)
     try:
-        data, _attributes, message_id = message_of(cloud_event)
-        return work(data)
+        data, _attributes, _ = message_of(cloud_event)
+        outcome = work(data)
     except (Undecodable, InvalidArgument, *poison) as exc:
-        log.error("dropping a message that can never be handled: %s", exc,
-                  extra={"message_id": message_id, "reason": type(exc).__name__,
-                         "subscription": (cloud_event.data or {}).get("subscription")
-                         if isinstance(cloud_event.data, dict) else None})
+        log.error("dropping a message that can never be handled: %s", exc, extra={
+            "message_id": message_id, "reason": type(exc).__name__, **context})
         return None
+    except Exception as exc:
+        log.warning("transient failure, asking Pub/Sub to redeliver: %s", str(exc)[:300], extra={
+            "message_id": message_id, "reason": type(exc).__name__, **context})
+        raise
+    if isinstance(outcome, str):  # handle's verdict ("completed", "duplicate", ...): worth a line
+        log.info("message handled: %s", outcome, extra={"message_id": message_id, "outcome": outcome, **context})
+    return outcome

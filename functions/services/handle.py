@@ -1,30 +1,69 @@
 """Use cases behind `handle`: completion/error work and cancel commands.
 
-Each effect is claimed first (a conditional write keyed by what makes it
+Every effect is claimed first (a conditional write keyed by what makes it
 unique), completed with its result, and released if it fails, so that a
-redelivery retries it and a duplicate delivery does nothing.
+redelivery retries it and a duplicate delivery does nothing. A delivery's
+work is one outer claim (serialising duplicates that arrive together) around
+inner claims, one per external effect (error log, notify_topic, notify_url,
+:cancel): when a later step fails, the redelivery skips the steps already done.
+
+Claims expire (Firestore TTL); the record itself is the lasting dedupe: a
+completion or cancel outcome recorded on it is never redone.
 """
 from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any, Callable, Mapping
 
 from functions.config import Settings
 from functions.domain import events
 from functions.domain.errors import InvalidArgument, TransientError
 from functions.domain.names import build_ref
-from functions.domain.record import Record, utcnow
+from functions.domain.record import Record, rfc3339, utcnow
 from functions.domain.states import State
 
 log = logging.getLogger(__name__)
 
+# An in-progress claim may be taken over after this long: longer than handle's
+# timeout (infra handler_timeout_s, 120 s by default), so a live holder keeps it.
 CLAIM_EXPIRES_S = 300.0
-CLAIM_KEEP_DAYS = 7
+# Completed claims outlive Pub/Sub's longest redelivery window (7 days' retention).
+CLAIM_KEEP_DAYS = 8
+# Terminal states that page someone: one ERROR log entry each.
+ALERTING = frozenset({State.FAILED, State.EXPIRED, State.TIMED_OUT})
+# Message types on our topics that handle does not act on.
+SKIPPED = frozenset({events.CANCEL_OUTCOME, "lro.notification"})
+_OPERATION_ID = re.compile(r"^[0-9a-f]{32}\Z")  # names.OperationRef.id; also safe as a claim key
 
 
 class PoisonMessage(Exception):
     """The message can never be handled: acknowledge it and log why."""
+
+
+class UnknownType(PoisonMessage):
+    """The message's `type` is not one handle knows."""
+
+
+class UnreadableMessage(PoisonMessage):
+    """The message lacks or garbles a field its type requires."""
+
+
+class UnknownOperation(PoisonMessage):
+    """The message names an operation lrowatch does not track."""
+
+
+class ConflictingEvent(PoisonMessage):
+    """The event's state contradicts the stored record at the same sequence."""
+
+
+class EffectBusy(TransientError):
+    """Another delivery holds this effect's claim: retry later."""
+
+
+class RecordBehind(TransientError):
+    """The event is newer than the stored record: retry once the record has caught up."""
 
 
 class HandleService:
@@ -41,28 +80,31 @@ class HandleService:
     def handle(self, data: Any) -> str:
         """Dispatch one decoded message; returns what was done (for logs and tests)."""
         if not isinstance(data, Mapping):
-            raise PoisonMessage("message data is not a JSON object")
+            raise UnreadableMessage("message data is not a JSON object")
         kind = data.get("type")
         if kind == events.STATE_CHANGED:
             return self._on_state_changed(data)
         if kind == events.CANCEL_COMMAND:
             return self._on_cancel(data)
-        if kind in (events.CANCEL_OUTCOME, "lro.notification"):
-            return "skipped"  # our own outcome events: nothing to do
-        raise PoisonMessage(f"unknown message type {str(kind)[:80]!r}")
+        if kind in SKIPPED:
+            return "skipped"
+        raise UnknownType(f"unknown message type {str(kind)[:80]!r}")
 
     # Effects ---------------------------------------------------------------
     def _once(self, key: str, effect: Callable[[], dict]) -> tuple[dict, bool]:
         """(result, fresh): run `effect` unless it already ran; its stored result otherwise."""
         status = self._claims.claim(key, self._clock(), CLAIM_EXPIRES_S)
         if status == "done":
-            return (self._claims.get(key) or {}).get("result") or {}, False
+            return self._claims.result(key) or {}, False
         if status == "busy":
-            raise TransientError(f"effect {key} is in progress elsewhere")
+            raise EffectBusy(f"effect {key} is in progress elsewhere")
         try:
             result = effect()
         except BaseException:
-            self._claims.release(key)
+            try:
+                self._claims.release(key)
+            except Exception:  # the claim then expires on its own; keep the original error
+                log.warning("could not release a claim", extra={"claim": key}, exc_info=True)
             raise
         self._claims.complete(key, result, self._clock(), CLAIM_KEEP_DAYS)
         return result, True
@@ -70,47 +112,52 @@ class HandleService:
     # State changes -----------------------------------------------------------
     def _on_state_changed(self, data: Mapping) -> str:
         operation_id = _operation_id(data)
-        state = data.get("state")
-        if state not in State.__members__ or not isinstance(data.get("sequence"), int):
-            raise PoisonMessage("state-change event without a valid state and sequence")
+        state, sequence = data.get("state"), data.get("sequence")
+        if state not in State.__members__ or type(sequence) is not int or sequence < 1:
+            raise UnreadableMessage("state-change event without a valid state and sequence")
         if not State(state).terminal:
-            return "ignored"
-        record = self._store.get(operation_id)
-        if record is None:
-            raise PoisonMessage(f"event for unknown operation {operation_id}")
-        if record.sequence > data["sequence"] and record.completion:
-            return "stale"
-        _, fresh = self._once(f"complete-{data.get('event_id') or operation_id}",
-                              lambda: self._complete(record, data))
-        return "completed" if fresh else "duplicate"
+            return "ignored"  # poll owns the record's state; only completion is handle's
+        eid = events.event_id(operation_id, sequence)
+        result, fresh = self._once(f"complete-{eid}",
+                                   lambda: self._complete(operation_id, sequence, State(state), eid))
+        return result.get("outcome", "completed") if fresh else "duplicate"
 
-    def _complete(self, record: Record, data: Mapping) -> dict:
+    def _complete(self, operation_id: str, sequence: int, state: State, eid: str) -> dict:
+        record = self._get(operation_id)
+        if sequence < record.sequence:
+            return {"outcome": "stale"}  # an older event changes nothing
+        if sequence > record.sequence or not record.state.terminal:
+            raise RecordBehind(f"event {eid} is ahead of the record (sequence {record.sequence})")
+        if state is not record.state:
+            raise ConflictingEvent(f"event {eid} says {state.value}, the record {record.state.value}")
+        if (record.completion or {}).get("event_id") == eid:
+            return {"outcome": "duplicate"}  # completed by a delivery whose claim has since expired
+        self._once(f"log-{eid}", lambda: _log_terminal(record, eid))
+        completion: dict = {"event_id": eid, "state": record.state.value}
+        for channel in self._notifier.channels(record) if self._notifier else []:
+            completion[channel], _ = self._once(
+                f"{channel}-{eid}", lambda c=channel: self._notifier.send(c, record, eid))
         now = self._clock()
-        completion: dict = {"event_id": data.get("event_id"), "handled_at": now.isoformat(),
-                            "state": record.state.value}
-        if record.state is not State.SUCCEEDED:
-            log.error("operation ended %s", record.state.value, extra={
-                "operation_id": record.id, "operation": record.name, "state": record.state.value,
-                "service": record.service, "labels": record.labels, "error": record.error})
-        if self._notifier is not None:
-            completion.update(self._notifier.notify(record, data.get("event_id") or record.id))
-        completion["duration_s"] = round((record.completed_at or now).timestamp()
-                                         - record.submitted_at.timestamp(), 3)
+        end = record.completed_at or now
+        completion.update(completed_at=rfc3339(end), handled_at=rfc3339(now),
+                          duration_s=round(end.timestamp() - record.submitted_at.timestamp(), 3))
         self._store.update_fields(record.id, {"completion": _json(completion), "updated_at": now})
         return {"outcome": "completed", **completion}
 
     # Cancellation --------------------------------------------------------------
     def _on_cancel(self, data: Mapping) -> str:
         operation_id = _operation_id(data)
-        record = self._store.get(operation_id)
-        if record is None:
-            raise PoisonMessage(f"cancel for unknown operation {operation_id}")
-        # One :cancel per operation, however often the command is repeated or redelivered.
-        key = f"cancel-{record.id}"
-        outcome, fresh = self._once(key, lambda: self._call_cancel(record, data))
-        if not fresh and (self._claims.get(key) or {}).get("published"):
-            return "duplicate"
-        # Recording and publishing are idempotent, so a redelivery after a crash redoes them.
+        # One outcome per operation, however often the command is repeated or redelivered.
+        result, fresh = self._once(f"cancel-{operation_id}", lambda: self._cancel(operation_id, data))
+        return result.get("outcome", "duplicate") if fresh else "duplicate"
+
+    def _cancel(self, operation_id: str, data: Mapping) -> dict:
+        record = self._get(operation_id)
+        call_key = f"cancel-call-{operation_id}"
+        if record.cancel is not None and self._claims.get(call_key) is None:
+            return {"outcome": "duplicate"}  # recorded long ago; its claims have expired
+        outcome, _ = self._once(call_key, lambda: self._call_cancel(record, data))
+        # Recording and publishing are idempotent: a redelivery after a crash here redoes them.
         now = self._clock()
         changes = {"cancel": _json(outcome), "updated_at": now}
         if not record.state.terminal:
@@ -118,9 +165,10 @@ class HandleService:
         self._store.update_fields(record.id, changes)
         message = events.cancel_outcome(record.with_changes(cancel=outcome), outcome, now)
         self._publisher.publish_one(self._settings.topic_path(self._settings.events_topic), message)
-        self._claims.mark(key, {"published": True})
-        log.info("cancel %s", outcome["outcome"], extra={"operation_id": record.id, "operation": record.name})
-        return outcome["outcome"] if fresh else "duplicate"
+        log.info("cancel %s", outcome["outcome"], extra={
+            "operation_id": record.id, "operation": record.name, "service": record.service,
+            "cancel_outcome": outcome["outcome"], "api_status": outcome.get("api_status")})
+        return outcome
 
     def _call_cancel(self, record: Record, data: Mapping) -> dict:
         if record.state.terminal:
@@ -129,20 +177,36 @@ class HandleService:
             result = self._api.cancel(record.ref, record.quota_project)  # ApiUnavailable → retried
             outcome = {"outcome": result.outcome, "api_status": result.api_status}
         return {**outcome, "reason": data.get("reason"), "requested_by": data.get("requested_by"),
-                "at": self._clock().isoformat()}
+                "at": rfc3339(self._clock())}
+
+    def _get(self, operation_id: str) -> Record:
+        record = self._store.get(operation_id)
+        if record is None:
+            raise UnknownOperation(f"no tracked operation {operation_id}")
+        return record
+
+
+def _log_terminal(record: Record, eid: str) -> dict:
+    """One structured entry per terminal state; ERROR for those that alert."""
+    level = logging.ERROR if record.state in ALERTING else logging.INFO
+    log.log(level, "operation %s %s", record.name, record.state.value, extra={
+        "event": "lro.terminal", "event_id": eid, "operation_id": record.id, "operation": record.name,
+        "service": record.service, "state": record.state.value, "labels": record.labels,
+        "correlation_id": record.correlation_id, "error": record.error})
+    return {"level": logging.getLevelName(level)}
 
 
 def _operation_id(data: Mapping) -> str:
     operation = data.get("operation")
     operation_id = data.get("id") or (operation.get("id") if isinstance(operation, Mapping) else None)
-    if not isinstance(operation_id, str) or len(operation_id) != 32:
-        if data.get("name") and data.get("service"):
-            try:
-                return build_ref(data["name"], data["service"]).id
-            except InvalidArgument as exc:
-                raise PoisonMessage(str(exc)) from exc
-        raise PoisonMessage("message names no operation id")
-    return operation_id
+    if isinstance(operation_id, str) and _OPERATION_ID.match(operation_id):
+        return operation_id
+    if data.get("name") and data.get("service"):
+        try:
+            return build_ref(data["name"], data["service"]).id
+        except InvalidArgument as exc:
+            raise UnreadableMessage(str(exc)) from exc
+    raise UnreadableMessage("message names no operation id")
 
 
 def _json(value: dict) -> str:
