@@ -78,18 +78,21 @@ def sim_ops(admin, scripts: list[dict], chunk: int = 2000) -> list[dict]:
     return out
 
 
-def due_records(settings, urls: list[str], policy: dict | None = None, due_in_s: float = -1.0):
-    """Records as submit makes them (parse_submission), falling due `due_in_s` from now."""
+def due_records(settings, urls: list[str], policy: dict | None = None, due_in_s: float = -1.0,
+                age_s: float = 60.0):
+    """Records as submit makes them (parse_submission), submitted `age_s` ago, falling due `due_in_s`
+    from now."""
     from functions.domain.record import utcnow
     from functions.domain.submission import parse_submission
 
     now = utcnow()
+    submitted = now - timedelta(seconds=age_s)
     records = []
     for url in urls:
         raw = {"url": url}
         if policy:
             raw["policy"] = policy
-        record = parse_submission(raw, now, default_policy=settings.default_policy,
+        record = parse_submission(raw, submitted, default_policy=settings.default_policy,
                                   notify_url_prefixes=(), shards=settings.shards)
         records.append(record.with_changes(next_poll_at=now + timedelta(seconds=due_in_s)))
     return records
@@ -132,7 +135,9 @@ class Timings:
     def wrap(self, obj, names: list[str], prefix: str) -> None:
         """Replace obj's methods `names` by timed wrappers (instance attributes)."""
         for name in names:
-            original = getattr(obj, name)
+            original = getattr(obj, name, None)
+            if original is None:  # the product's adapters change; time what exists
+                continue
 
             def timed(*args, __original=original, __key=f"{prefix}.{name}", **kwargs):
                 started = time.perf_counter()
@@ -147,6 +152,13 @@ class Timings:
         return [{"call": k, "calls": self.calls[k], "total_s": round(self.total[k], 3),
                  "mean_ms": round(1000 * self.total[k] / self.calls[k], 2) if self.calls[k] else 0.0}
                 for k in sorted(self.total, key=lambda k: -self.total[k])]
+
+
+def build_poll(settings):
+    """The poll service exactly as the functions wire it (functions.wiring.build)."""
+    from functions import wiring
+
+    return wiring.build(settings).poll
 
 
 def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:

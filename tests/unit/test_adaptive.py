@@ -1,0 +1,116 @@
+import json
+import math
+import random
+
+import pytest
+
+from functions.domain import adaptive
+from functions.domain.adaptive import DurationStats, first_poll_delay, next_delay, observed_duration
+from functions.domain.policy import Policy
+
+POLICY = Policy(initial_delay_s=5.0, multiplier=1.5, max_delay_s=120.0, jitter=0.0)
+
+
+def stats_of(durations):
+    stats = DurationStats()
+    for d in durations:
+        stats.add(d)
+    return stats
+
+
+def lognormal(n, median, sigma=0.3, seed=1):
+    rng = random.Random(seed)
+    return [median * math.exp(rng.gauss(0, sigma)) for _ in range(n)]
+
+
+def test_quantiles_are_within_one_bucket_of_the_exact_ones():
+    durations = lognormal(2000, 300.0)
+    stats = stats_of(durations)
+    ordered = sorted(durations)
+    width = 2 ** (1 / adaptive.BUCKETS_PER_DOUBLING)
+    for q in (0.1, 0.25, 0.5, 0.9):
+        exact = ordered[int(q * (len(ordered) - 1))]
+        assert exact / width <= stats.quantile(q) <= exact * width
+
+
+def test_an_empty_summary_has_no_quantile():
+    assert DurationStats().quantile(0.5) is None
+
+
+def test_merge_equals_adding_everything_to_one_summary():
+    a, b = lognormal(300, 60.0, seed=1), lognormal(500, 600.0, seed=2)
+    merged = stats_of(a).merge(stats_of(b))
+    assert merged == stats_of(a + b)
+    assert stats_of(b).merge(stats_of(a)) == merged
+
+
+def test_summary_round_trips_through_json_and_stays_small():
+    stats = stats_of(lognormal(5000, 30.0, sigma=1.5))
+    raw = json.loads(json.dumps(stats.to_dict()))
+    assert DurationStats.from_dict(raw) == stats
+    assert len(json.dumps(raw)) < 2000
+
+
+def test_from_dict_drops_malformed_entries():
+    stats = DurationStats.from_dict({"count": 99, "buckets": {"4": 3, "x": 5, "5": -1, "6": True, "7": 2.5}})
+    assert stats.buckets == {4: 3} and stats.count == 3
+    assert DurationStats.from_dict(None) == DurationStats()
+    assert DurationStats.from_dict("garbage") == DurationStats()
+
+
+def test_counts_are_halved_past_the_cap_keeping_the_shape():
+    stats = stats_of([10.0] * 6000 + [1000.0] * 6000)
+    assert stats.count <= adaptive.MAX_COUNT
+    assert stats.quantile(0.25) < 20 < 500 < stats.quantile(0.75)
+
+
+def test_negative_or_nan_durations_are_ignored():
+    stats = DurationStats().add(-1).add(float("nan"))
+    assert stats.count == 0
+
+
+def test_without_enough_data_the_policy_is_used_unchanged():
+    few = stats_of([100.0] * (adaptive.MIN_SAMPLES - 1))
+    assert first_poll_delay(None, POLICY) == first_poll_delay(few, POLICY) == POLICY.initial_delay_s
+    for polls in range(6):
+        assert next_delay(few, 10.0, polls, POLICY) == pytest.approx(POLICY.poll_delay(polls))
+
+
+def test_first_poll_lands_near_the_expected_finish():
+    stats = stats_of(lognormal(500, 60.0))
+    delay = first_poll_delay(stats, POLICY)
+    assert stats.quantile(0.05) <= delay <= stats.quantile(0.3)
+
+
+def test_first_poll_never_beyond_max_delay_nor_before_initial_delay():
+    assert first_poll_delay(stats_of(lognormal(500, 3600.0)), POLICY) == POLICY.max_delay_s
+    assert first_poll_delay(stats_of(lognormal(500, 2.0)), POLICY) == POLICY.initial_delay_s
+
+
+def test_polls_are_dense_inside_the_likely_window_and_sparse_outside():
+    stats = stats_of(lognormal(1000, 600.0))
+    dense = next_delay(stats, 600.0, 5, POLICY)
+    assert dense == pytest.approx(adaptive.dense_delay(stats, POLICY)) and dense <= adaptive.DENSE_MAX_S
+    assert next_delay(stats, 5000.0, 30, POLICY) > dense  # well past the window: spacing widens
+    early = next_delay(stats, 20.0, 2, POLICY)
+    assert early <= stats.quantile(adaptive.WINDOW_LO)  # the ramp does not jump over the window
+
+
+def test_no_delay_ever_exceeds_max_delay_or_drops_below_one_second():
+    policy = Policy(initial_delay_s=0.0, multiplier=2.0, max_delay_s=30.0, jitter=0.5)
+    stats = stats_of(lognormal(500, 3600.0, sigma=1.0))
+    rng = random.Random(3)
+    for elapsed in (0, 1, 10, 100, 1000, 5000, 50000, 10**6):
+        for polls in (0, 1, 5, 50, 5000):
+            assert 0.5 <= next_delay(stats, elapsed, polls, policy, rng) <= 30.0 * 1.5
+
+
+def test_observed_duration_is_the_midpoint_between_the_last_running_and_the_done_poll():
+    assert observed_duration(100.0, 160.0, 180.0) == 70.0
+    assert observed_duration(100.0, None, 110.0) == 5.0
+    assert observed_duration(100.0, 90.0, 100.0) == 0.0
+
+
+def test_stats_key_is_document_id_safe():
+    key = adaptive.stats_key("documentai.googleapis.com", "type.googleapis.com/x.BatchProcessMetadata", "us")
+    assert "/" not in key and key.count("~") == 2
