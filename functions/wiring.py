@@ -26,6 +26,9 @@ class Services:
 @functools.lru_cache(maxsize=8)
 def build(settings: Settings) -> Services:
     from functions.adapters.firestore_claims import FirestoreClaims
+    from functions.adapters.firestore_durations import FirestoreDurations
+    from functions.adapters.firestore_leases import FirestoreLeases
+    from functions.services.discovery import Discovery
     from functions.adapters.firestore_store import FirestoreStore
     from functions.adapters.notifier import Notifier
     from functions.adapters.operations_api import OperationsApi
@@ -42,10 +45,13 @@ def build(settings: Settings) -> Services:
     publisher = Publisher()
     api = OperationsApi(settings.api_base_url, pool_size=settings.poll_concurrency)
     notifier = Notifier(publisher, settings)
+    leases = FirestoreLeases(store, f"{settings.collection}_leases")
     return Services(
         settings=settings,
         submit=SubmitService(settings, store, publisher),
-        poll=PollService(settings, store, api, publisher),
+        poll=PollService(settings, store, api, publisher, leases=leases,
+                         durations=FirestoreDurations(store, f"{settings.collection}_durations"),
+                         discovery=Discovery(settings, store, leases, api), fan_out=True),
         handle=HandleService(settings, store, FirestoreClaims(store, settings.claims_collection), api,
                              publisher, notifier),
     )

@@ -6,12 +6,14 @@
 # record schema and must match the code:
 #   ${collection}          state, shard, next_poll_at, expire_at (TTL)
 #   ${collection}_claims   expires_at (TTL)
+#   ${collection}_leases   expires_at (TTL)
 #   ${collection}_outbox   no index or TTL configuration needed here
 
 locals {
   firestore_database = "(default)"
   claims_collection  = "${var.collection}_claims"
   outbox_collection  = "${var.collection}_outbox"
+  leases_collection  = "${var.collection}_leases"
 }
 
 resource "google_firestore_database" "default" {
@@ -96,7 +98,7 @@ resource "google_firestore_field" "operations_ttl" {
   index_config {}
 
   # Field configuration changes are applied one at a time per database, so
-  # the three field resources stay separate, chained by depends_on.
+  # the field resources stay separate, chained by depends_on.
   depends_on = [google_firestore_field.next_poll_at]
 }
 
@@ -111,4 +113,18 @@ resource "google_firestore_field" "claims_ttl" {
   index_config {}
 
   depends_on = [google_firestore_field.operations_ttl]
+}
+
+# Poll runs' leases (Scheduler ticks, shard ownership, watch-scope listings):
+# an expired one is only ever taken over, so TTL may delete it.
+resource "google_firestore_field" "leases_ttl" {
+  project    = var.project_id
+  database   = local.firestore_database
+  collection = local.leases_collection
+  field      = "expires_at"
+
+  ttl_config {}
+  index_config {}
+
+  depends_on = [google_firestore_field.claims_ttl]
 }

@@ -10,7 +10,9 @@
 # there is no public invoker. poll, submit_pubsub and handle accept internal
 # traffic only (Cloud Scheduler and Pub/Sub of the same project count as
 # internal on the run.app URL); submit defaults to ALLOW_ALL for callers
-# outside Google Cloud, still IAM-only.
+# outside Google Cloud, still IAM-only. poll fans out through Pub/Sub (the
+# poll_shards topic, pushed back to poll), never by calling its own URL: a
+# function's outbound call to run.app is not internal traffic.
 
 locals {
   # Read by every function (functions/config.py COMMON_ENV).
@@ -33,6 +35,7 @@ locals {
     LRO_POLL_BATCH           = tostring(var.poll_batch)
     LRO_LEASE_S              = tostring(var.lease_s)
     LRO_SHARDS               = tostring(var.shards)
+    LRO_POLL_SHARDS_TOPIC    = google_pubsub_topic.contract["poll_shards"].name
     LRO_MAX_PERMANENT_ERRORS = tostring(var.max_permanent_errors)
     LRO_NOT_FOUND_GRACE_S    = tostring(var.not_found_grace_s)
     LRO_WATCH_SCOPES         = jsonencode(var.watch_scopes)
@@ -63,7 +66,7 @@ locals {
       description = "lrowatch: submissions from the submissions topic (push subscription in pubsub.tf)."
       timeout_s   = var.handler_timeout_s
     }
-    # HTTP, called by Cloud Scheduler.
+    # HTTP, called by Cloud Scheduler, and pushed shard runs (pubsub.tf).
     poll = {
       service     = "poll"
       description = "lrowatch: one poll run (claim due operations, GET them, record changes, publish events)."

@@ -7,10 +7,14 @@
 #   account        Firestore        publishes to                run.invoker on
 #   submit         datastore.user   commands                    -
 #   submit_pubsub  datastore.user   commands                    -
-#   poll           datastore.user   events, commands            -
+#   poll           datastore.user   events, commands,           -
+#                                   poll_shards
 #   handle         datastore.user   events, var.notify_topics   -
-#   pusher         -                -                           handle, submit_pubsub
+#   pusher         -                -                           handle, submit_pubsub, poll
 #   scheduler      -                -                           poll
+#
+# poll is invoked twice over: by the scheduler (each tick) and by the pusher
+# (shard runs that poll itself requested on the poll_shards topic).
 #   var.submit_invokers                                         submit
 #
 # notify_topic targets: a submission may name any topic as notify_topic. Topics
@@ -79,15 +83,18 @@ locals {
     "submit_pubsub/commands" = { account = "submit_pubsub", topic = "commands" }
     "poll/events"            = { account = "poll", topic = "events" }
     "poll/commands"          = { account = "poll", topic = "commands" }
+    "poll/poll_shards"       = { account = "poll", topic = "poll_shards" }
     "handle/events"          = { account = "handle", topic = "events" }
   }
 
-  # run.invoker between lrowatch's own identities: function => the account
-  # that calls it. submit's callers come from var.submit_invokers instead.
+  # run.invoker between lrowatch's own identities: "function/account" => both
+  # keys (a function may have several callers). submit's callers come from
+  # var.submit_invokers instead.
   service_invokers = {
-    handle        = "pusher"
-    submit_pubsub = "pusher"
-    poll          = "scheduler"
+    "handle/pusher"        = { function = "handle", account = "pusher" }
+    "submit_pubsub/pusher" = { function = "submit_pubsub", account = "pusher" }
+    "poll/scheduler"       = { function = "poll", account = "scheduler" }
+    "poll/pusher"          = { function = "poll", account = "pusher" }
   }
 }
 
@@ -154,10 +161,10 @@ resource "google_cloud_run_service_iam_member" "service_invokers" {
   for_each = local.service_invokers
 
   project  = var.project_id
-  location = google_cloudfunctions2_function.internal[each.key].location
-  service  = google_cloudfunctions2_function.internal[each.key].name
+  location = google_cloudfunctions2_function.internal[each.value.function].location
+  service  = google_cloudfunctions2_function.internal[each.value.function].name
   role     = "roles/run.invoker"
-  member   = "serviceAccount:${google_service_account.this[each.value].email}"
+  member   = "serviceAccount:${google_service_account.this[each.value.account].email}"
 }
 
 # --- Token minting for push OIDC ---------------------------------------------

@@ -12,7 +12,7 @@ output "function_urls" {
 }
 
 output "topics" {
-  description = "Full ids of the contract's topics."
+  description = "Full ids of the contract's topics, and of poll's shard-run topic (poll_shards)."
   value       = { for k, t in google_pubsub_topic.contract : k => t.id }
 }
 

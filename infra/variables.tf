@@ -113,6 +113,17 @@ variable "submissions_topic" {
   }
 }
 
+variable "poll_shards_topic" {
+  description = "Topic on which a poll run requests shard runs when the backlog outgrows one run; pushed back to poll (LRO_POLL_SHARDS_TOPIC)."
+  type        = string
+  default     = "lro-poll-shards"
+
+  validation {
+    condition     = can(regex("^[A-Za-z][A-Za-z0-9._~+%-]{2,254}$", var.poll_shards_topic)) && !startswith(var.poll_shards_topic, "goog")
+    error_message = "poll_shards_topic must be a Pub/Sub topic id."
+  }
+}
+
 variable "max_delivery_attempts" {
   description = "Delivery attempts of a push subscription before a message goes to its dead-letter topic."
   type        = number
@@ -217,8 +228,9 @@ variable "poll_budget_s" {
   default     = 50
 
   validation {
-    condition     = var.poll_budget_s >= 1 && var.poll_budget_s <= 1790
-    error_message = "poll_budget_s must be between 1 and 1790 seconds (and below poll_timeout_s)."
+    # Shard runs are Pub/Sub pushes to poll, whose ack deadline is at most 600 s.
+    condition     = var.poll_budget_s >= 1 && var.poll_budget_s <= 600
+    error_message = "poll_budget_s must be between 1 and 600 seconds (a shard run must end within Pub/Sub's longest ack deadline) and below poll_timeout_s."
   }
 }
 

@@ -11,7 +11,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Iterator
 
 from google.api_core import exceptions as gexc
 
@@ -136,6 +136,62 @@ class FirestoreStore:
             return snapshot.get("next_poll_at")
         return None
 
+    def due_count(self, now: datetime, shard: int | None, up_to: int) -> int:
+        """How many operations are due, counted server-side up to `up_to` (no documents read)."""
+        query = self._due_query(now, shard).limit(up_to)
+        for result in query.count().get():
+            return int(result[0].value)
+        return 0
+
+    def claim_many(self, candidates: list[Claimed], run_id: str, lease_until: datetime,
+                   now: datetime) -> list[Claimed]:
+        """Lease many records in one BatchWrite; each write is guarded on its own, so a lost race
+        (another run, a handle write) drops only that record."""
+        from google.cloud.firestore_v1.bulk_batch import BulkWriteBatch
+
+        if not candidates:
+            return []
+        changes = {"lease_owner": run_id, "next_poll_at": lease_until, "updated_at": now}
+        batch = BulkWriteBatch(self.client)
+        for candidate in candidates:
+            batch.update(self._records().document(candidate.record.id), changes,
+                         option=self.client.write_option(last_update_time=candidate.update_time))
+        response = batch.commit()
+        return [Claimed(c.record.with_changes(**changes), result.update_time)
+                for c, status, result in zip(candidates, response.status, response.write_results)
+                if status.code == 0]
+
+    def reschedule_many(self, items: list[tuple[Claimed, datetime]], now: datetime) -> int:
+        """Move records' next poll later (adaptive first poll), each guarded; returns how many moved."""
+        from google.cloud.firestore_v1.bulk_batch import BulkWriteBatch
+
+        if not items:
+            return 0
+        batch = BulkWriteBatch(self.client)
+        for claimed, when in items:
+            batch.update(self._records().document(claimed.record.id), {"next_poll_at": when, "updated_at": now},
+                         option=self.client.write_option(last_update_time=claimed.update_time))
+        return sum(1 for status in batch.commit().status if status.code == 0)
+
+    def commit_quiet(self, items: list[tuple[Claimed, Decision]]) -> list[Any]:
+        """Poll results that publish nothing, in one BatchWrite; None where the guard failed."""
+        from google.cloud.firestore_v1.bulk_batch import BulkWriteBatch
+
+        if not items:
+            return []
+        batch = BulkWriteBatch(self.client)
+        for claimed, decision in items:
+            batch.update(self._records().document(claimed.record.id), decision.record.to_doc(),
+                         option=self.client.write_option(last_update_time=claimed.update_time))
+        response = batch.commit()
+        return [result.update_time if status.code == 0 else None
+                for status, result in zip(response.status, response.write_results)]
+
+    def existing_ids(self, operation_ids: list[str]) -> set[str]:
+        """Which of these records exist, in one batched read (ids only)."""
+        refs = [self._records().document(i) for i in operation_ids]
+        return {s.id for s in self.client.get_all(refs, field_paths=["state"]) if s.exists}
+
     def claim(self, claimed: Claimed, run_id: str, lease_until: datetime, now: datetime) -> Claimed | None:
         """Take a lease by pushing next_poll_at past the lease; None if another writer got there first."""
         changes = {"lease_owner": run_id, "next_poll_at": lease_until, "updated_at": now}
@@ -179,14 +235,43 @@ class FirestoreStore:
         return entry_id
 
     def outbox(self, older_than: datetime, limit: int = 500) -> list[OutboxEntry]:
+        """The oldest page of entries recorded before `older_than`, oldest first."""
+        return next(self.outbox_pages(older_than, limit), [])
+
+    def outbox_pages(self, older_than: datetime, page_size: int = 500) -> Iterator[list[OutboxEntry]]:
+        """Entries recorded before `older_than`, page by page, oldest first.
+
+        Creation order is per-operation sequence order: an operation's next
+        change is recorded only after its previous one was committed.
+        """
         from google.cloud.firestore_v1.base_query import FieldFilter
 
-        query = (self._outbox().where(filter=FieldFilter("created_at", "<=", older_than))
-                 .order_by("created_at").limit(limit))
-        entries = [OutboxEntry(s.id, s.get("topic"), Message.from_doc(s.to_dict()), s.get("created_at"))
-                   for s in query.stream()]
-        # Per operation, in sequence order (ordering keys keep it on the wire).
-        return sorted(entries, key=lambda e: (e.message.ordering_key, e.message.data.get("sequence", 0)))
+        base = (self._outbox().where(filter=FieldFilter("created_at", "<=", older_than))
+                .order_by("created_at").order_by("__name__").limit(page_size))
+        query, last = base, None
+        while True:
+            if last is not None:
+                query = base.start_after(last)
+            snapshots = list(query.stream())
+            if not snapshots:
+                return
+            yield [OutboxEntry(s.id, s.get("topic"), Message.from_doc(s.to_dict()), s.get("created_at"))
+                   for s in snapshots]
+            if len(snapshots) < page_size:
+                return
+            last = snapshots[-1]
+
+    def outbox_operation_ids(self) -> set[str]:
+        """Operations with any event still waiting in the outbox (ids only, all pages)."""
+        ids: set[str] = set()
+        query = self._outbox().select(["operation_id"]).order_by("__name__").limit(1000)
+        last = None
+        while True:
+            page = list((query.start_after(last) if last is not None else query).stream())
+            ids.update(s.get("operation_id") for s in page if s.get("operation_id"))
+            if len(page) < 1000:
+                return ids
+            last = page[-1]
 
     def delete_outbox(self, entry_ids: list[str]) -> None:
         for start in range(0, len(entry_ids), 400):

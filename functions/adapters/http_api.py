@@ -12,6 +12,8 @@ from typing import Any
 
 from google.api_core import exceptions as gexc
 
+from functions.adapters.pubsub_push import Undecodable, envelope_message, message_id_of
+from functions.domain import runs
 from functions.domain.errors import (
     InvalidArgument, LroError, MethodNotAllowed, NotFound, PayloadTooLarge, TransientError,
     UnsupportedMediaType)
@@ -19,6 +21,7 @@ from functions.domain.errors import (
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
+_SCHEDULE_TIME = re.compile(r"^[0-9T:.+Z-]+$")
 _OPERATION_PATH = re.compile(r"^/operations/(?P<id>[^/:]+)(?P<cancel>:cancel)?$")
 
 Response = tuple[dict, int, dict]
@@ -50,22 +53,58 @@ def submit_routes(request, service) -> Response:
 
 
 def poll_route(request, service) -> Response:
+    """A run from Cloud Scheduler (plain JSON body) or a shard run from Pub/Sub (push envelope)."""
     def route() -> Response:
         if request.method != "POST":
             raise MethodNotAllowed("poll is POST")
         body = read_json(request, required=False) or {}
-        if not isinstance(body, dict) or set(body) - {"budget_s", "shard"}:
-            raise InvalidArgument("poll takes an optional body {\"budget_s\": N, \"shard\": K}")
-        budget = body.get("budget_s")
-        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
-                                   or not 0 < budget <= 3600):
-            raise InvalidArgument("budget_s must be a number of seconds between 0 and 3600")
-        shard = body.get("shard")
-        if shard is not None and (isinstance(shard, bool) or not isinstance(shard, int) or shard < 0):
-            raise InvalidArgument("shard must be a non-negative whole number")
-        return _json(service.run(budget, shard).to_json())
+        if isinstance(body, dict) and "message" in body:
+            return _shard_message(body, service)
+        budget, shard = _run_args(body)
+        # Cloud Scheduler names the tick an attempt belongs to: a retry of a run still going is a duplicate.
+        schedule_time = request.headers.get("X-CloudScheduler-ScheduleTime") or None
+        if schedule_time is not None and (len(schedule_time) > 64 or not _SCHEDULE_TIME.match(schedule_time)):
+            raise InvalidArgument("X-CloudScheduler-ScheduleTime must be an RFC 3339 time")
+        return _json(service.run(budget, shard, schedule_time=schedule_time).to_json())
 
     return guarded(route)
+
+
+def _shard_message(envelope: dict, service) -> Response:
+    """A shard run requested by another run over Pub/Sub push.
+
+    A message that can never run is acknowledged (2xx) and logged at ERROR: a
+    4xx would only have Pub/Sub redeliver it until it dead-letters. Failures of
+    the run itself still answer 5xx (guarded), so Pub/Sub retries those.
+    """
+    try:
+        data, _attributes, _ = envelope_message(envelope)
+        # A message always names its shard: an unsharded run could fan out again.
+        if not isinstance(data, dict) or data.get("type") != runs.SHARD_MESSAGE_TYPE or data.get("shard") is None:
+            raise InvalidArgument(f'a shard run message is {{"type": "{runs.SHARD_MESSAGE_TYPE}", "shard": K, '
+                                  '"budget_s": N, "requested_at": T}')
+        budget, shard = _run_args({k: v for k, v in data.items() if k not in ("type", "requested_at")})
+    except (Undecodable, InvalidArgument) as exc:
+        reason = getattr(exc, "message", None) or str(exc)
+        log.error("dropping a poll message that can never be handled: %s", reason, extra={
+            "message_id": message_id_of(envelope), "reason": type(exc).__name__,
+            "subscription": envelope.get("subscription"), "delivery_attempt": envelope.get("deliveryAttempt")})
+        return _json({"dropped": reason[:300]})
+    return _json(service.run(budget, shard).to_json())
+
+
+def _run_args(body) -> tuple[float | None, int | None]:
+    """(budget_s, shard) of a run request; InvalidArgument when malformed."""
+    if not isinstance(body, dict) or set(body) - {"budget_s", "shard"}:
+        raise InvalidArgument("poll takes an optional body {\"budget_s\": N, \"shard\": K}")
+    budget = body.get("budget_s")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
+                               or not 0 < budget <= 3600):
+        raise InvalidArgument("budget_s must be a number of seconds between 0 and 3600")
+    shard = body.get("shard")
+    if shard is not None and (isinstance(shard, bool) or not isinstance(shard, int) or shard < 0):
+        raise InvalidArgument("shard must be a non-negative whole number")
+    return budget, shard
 
 
 def guarded(route) -> Response:

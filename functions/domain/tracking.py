@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 
-from functions.domain import events
+from functions.domain import adaptive, events
+from functions.domain.adaptive import DurationStats
 from functions.domain.events import Message
 from functions.domain.policy import retry_delay
 from functions.domain.record import Record, fits
@@ -49,14 +50,16 @@ class Decision:
 
 
 def after_poll(record: Record, result: Mapping[str, Any] | ApiFailure, now: datetime,
-               rules: Rules = Rules(), rng: random.Random | None = None) -> Decision:
+               rules: Rules = Rules(), rng: random.Random | None = None,
+               stats: DurationStats | None = None) -> Decision:
+    """`stats`: durations of finished operations of this kind, when known (adaptive schedule)."""
     if record.state.terminal:
         return Decision(record)
     base = {"last_polled_at": now, "updated_at": now, "lease_owner": None}
     if isinstance(result, ApiFailure):
         decision = _after_failure(record, result, now, rules, base, rng)
     else:
-        decision = _after_answer(record, result, now, rules, base, rng)
+        decision = _after_answer(record, result, now, rules, base, rng, stats)
     if not decision.record.state.terminal and now >= record.deadline_at:
         # One event per poll: a non-terminal change seen by this poll folds into TIMED_OUT,
         # so sequences stay contiguous and previous_state is the last announced state.
@@ -66,7 +69,7 @@ def after_poll(record: Record, result: Mapping[str, Any] | ApiFailure, now: date
 
 
 def _after_answer(record: Record, operation: Mapping[str, Any], now: datetime, rules: Rules,
-                  base: dict, rng) -> Decision:
+                  base: dict, rng, stats: DurationStats | None = None) -> Decision:
     seen = normalise(operation)
     state = advance(record.state, seen.state)
     keeps_payload = fits(seen.metadata) and fits(seen.response)
@@ -85,9 +88,17 @@ def _after_answer(record: Record, operation: Mapping[str, Any], now: datetime, r
         seen=True,
         consecutive_errors=0,
         last_error=None,
-        next_poll_at=now + timedelta(seconds=record.poll_policy.poll_delay(record.polls + 1, rng)),
+        next_poll_at=now + timedelta(seconds=_poll_delay(record, now, stats, rng)),
     )
     return _with_event(record, updated, now, rules)
+
+
+def _poll_delay(record: Record, now: datetime, stats: DurationStats | None, rng) -> float:
+    """The polling schedule (never the retry schedule): the policy's ramp, or the adaptive one."""
+    if stats is None:
+        return record.poll_policy.poll_delay(record.polls + 1, rng)
+    elapsed = (now - record.submitted_at).total_seconds()
+    return adaptive.next_delay(stats, elapsed, record.polls + 1, record.poll_policy, rng)
 
 
 def _after_failure(record: Record, failure: ApiFailure, now: datetime, rules: Rules,

@@ -1,7 +1,8 @@
 """Topics and subscriptions of the local stack, made on the Pub/Sub emulator.
 
 The same shape Terraform builds in the cloud: events and commands pushed to
-`handle`, submissions pushed to `submit_pubsub`, each push subscription with a
+`handle`, submissions pushed to `submit_pubsub`, shard-run requests pushed to
+`poll` (its fan-out), each push subscription with a
 dead-letter topic and a retry policy; ordering on the events subscription
 (events carry the operation id as ordering key). Every call is idempotent.
 
@@ -69,7 +70,7 @@ class Topology:
         ({"handle": "http://127.0.0.1:P", "submit_pubsub": ...}).
         Returns {role: subscription path}."""
         s = self.settings
-        return {
+        built = {
             "events": self.create_push_subscription(
                 s.events_topic, _sub_name(s.events_topic, "handle"), urls["handle"], ordering=True),
             "commands": self.create_push_subscription(
@@ -77,6 +78,13 @@ class Topology:
             "submissions": self.create_push_subscription(
                 s.submissions_topic, _sub_name(s.submissions_topic, "submit-pubsub"), urls["submit_pubsub"]),
         }
+        if "poll" in urls:
+            # A shard run answers when its budget is spent: the ack deadline must outlast it.
+            ack_deadline = min(600, max(PUSH_ACK_DEADLINE_S, int(s.poll_budget_s) + 10))
+            built["poll_shards"] = self.create_push_subscription(
+                s.poll_shards_topic, _sub_name(s.poll_shards_topic, "poll"), urls["poll"],
+                ack_deadline_s=ack_deadline)
+        return built
 
     # --- building blocks ------------------------------------------------------
 
@@ -88,7 +96,8 @@ class Topology:
             pass
         return path
 
-    def create_push_subscription(self, topic: str, name: str, push_url: str, *, ordering: bool = False) -> str:
+    def create_push_subscription(self, topic: str, name: str, push_url: str, *, ordering: bool = False,
+                                 ack_deadline_s: int = PUSH_ACK_DEADLINE_S) -> str:
         """Push to `push_url`/ with a `<name>-dlq` dead-letter topic (kept on a pull
         subscription of the same name, so dead letters can be inspected)."""
         endpoint = push_url.rstrip("/") + "/"
@@ -99,7 +108,7 @@ class Topology:
             "name": path,
             "topic": self.create_topic(topic),
             "push_config": {"push_endpoint": endpoint},
-            "ack_deadline_seconds": PUSH_ACK_DEADLINE_S,
+            "ack_deadline_seconds": ack_deadline_s,
             "enable_message_ordering": ordering,
             "dead_letter_policy": {"dead_letter_topic": dlq_topic, "max_delivery_attempts": MAX_DELIVERY_ATTEMPTS},
             "retry_policy": {

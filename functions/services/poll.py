@@ -6,162 +6,400 @@ Crash safety comes from three rules:
 - a change and its event are written in one atomic batch (the outbox), and the
   event is published afterwards, so a crash between the two loses nothing;
 - every run first publishes what earlier runs left in the outbox, with the same
-  event_id and sequence, so consumers can dedupe.
+  event_id and sequence, so consumers can dedupe (functions.services.outbox).
+
+Within its budget a run works as a pipeline: while up to `poll_concurrency`
+GETs are in flight it claims the next due operations (one BatchWrite per
+query page), records quiet polls in BatchWrites and changes atomically one by
+one, and publishes in batches; when nothing is due it naps until the next due
+time, so an operation is polled within a fraction of a second of falling due.
+
+Around that: a Cloud Scheduler retry of a run still going is recognised by its
+schedule time; a shard run owns its shard for its duration; a backlog larger
+than one run can handle fans out into shard runs (one Pub/Sub message each,
+pushed back to poll); watch scopes are listed.
 """
 from __future__ import annotations
 
 import logging
+import statistics
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
-from datetime import timedelta
-from typing import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
+from typing import Any, Callable
 
+from functions.adapters.firestore_leases import lease_key
 from functions.config import Settings
-from functions.domain.events import Message, outbox_id
-from functions.domain.record import utcnow
+from functions.domain import learning, runs
+from functions.domain.adaptive import DurationStats
+from functions.domain.events import Message
+from functions.domain.record import rfc3339, utcnow
 from functions.domain.tracking import Decision, Rules, after_poll
+from functions.services.outbox import OutboxRelay
 
 log = logging.getLogger(__name__)
 
 STOP_MARGIN_S = 2.0
-# The outbox entries a live run may still be publishing are left to it this long.
-OUTBOX_GRACE_S = 10.0
-IDLE_NAP_S = 0.25
+IDLE_NAP_S = 0.2
+# How often a run retries the outbox while some operation's events are held back.
+FLUSH_EVERY_S = 5.0
+# Quiet poll results are written together once this many wait, or this long.
+QUIET_BATCH = 200
+QUIET_MAX_WAIT_S = 0.25
+STATS_TTL_S = 60.0
+LAG_SAMPLES = 10_000
+
+# Back-compat for callers that tune the grace on this module.
+from functions.services.outbox import OUTBOX_GRACE_S  # noqa: E402,F401
 
 
 @dataclass
 class RunSummary:
     run_id: str
+    shard: int | None = None
+    skipped: str | None = None
     claimed: int = 0
     polled: int = 0
     changed: int = 0
     published: int = 0
     errors: int = 0
     publish_errors: int = 0
+    deferred_events: int = 0
     recovered: int = 0
     lost_claims: int = 0
+    first_polls_deferred: int = 0
+    discovered: int = 0
+    shard_runs: int = 0  # shard runs this run requested (each logs its own summary)
+    lag_p50_s: float | None = None
+    lag_p95_s: float | None = None
     duration_s: float = 0.0
 
     def __post_init__(self):
         self._lock = threading.Lock()
+        self._lags: list[float] = []
 
-    def count(self, field: str, n: int = 1) -> None:
+    def count(self, name: str, n: int = 1) -> None:
         with self._lock:  # poll workers count concurrently
-            setattr(self, field, getattr(self, field) + n)
+            setattr(self, name, getattr(self, name) + n)
+
+    def lag(self, seconds: float) -> None:
+        with self._lock:
+            if len(self._lags) < LAG_SAMPLES:
+                self._lags.append(seconds)
+
+    def close(self, duration_s: float) -> None:
+        self.duration_s = round(duration_s, 3)
+        if self._lags:
+            ordered = sorted(self._lags)
+            self.lag_p50_s = round(statistics.median(ordered), 4)
+            self.lag_p95_s = round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 4)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class _Polled:
+    """A worker's outcome: a change already committed, or a quiet result still to write."""
+
+    claimed: Any
+    result: Any
+    decision: Decision | None
+    committed: bool
 
 
 class PollService:
-    def __init__(self, settings: Settings, store, api, publisher, *, clock: Callable = utcnow,
-                 monotonic: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, settings: Settings, store, api, publisher, *, leases=None, durations=None,
+                 discovery=None, fan_out: bool = False, clock: Callable = utcnow,
+                 monotonic: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 fanout_threshold: int | None = None):
+        """leases: run markers and shard ownership; durations: adaptive schedule; discovery: watch
+        scopes; fan_out: publish shard runs when the backlog outgrows one run. Each is optional:
+        without it that feature is off."""
         self._settings = settings
         self._store = store
         self._api = api
         self._publisher = publisher
+        self._leases = leases
+        self._durations = durations
+        self._discovery = discovery
+        self._fan_out_enabled = fan_out
         self._clock = clock
         self._monotonic = monotonic
         self._sleep = sleep
+        self._fanout_threshold = fanout_threshold or runs.fanout_threshold(settings.poll_concurrency)
         self._rules = Rules(settings.max_permanent_errors, settings.not_found_grace_s, settings.retention_days)
+        self._stats: dict[str, DurationStats | None] = {}
+        self._stats_read_at = 0.0
+        self._learnt: dict[str, DurationStats] = {}
+        self._learnt_lock = threading.Lock()
 
-    def run(self, budget_s: float | None = None, shard: int | None = None) -> RunSummary:
+    # The run ------------------------------------------------------------------
+    def run(self, budget_s: float | None = None, shard: int | None = None, *,
+            schedule_time: str | None = None) -> RunSummary:
         started = self._monotonic()
         budget = min(budget_s or self._settings.poll_budget_s, self._settings.poll_budget_s)
         # Stop claiming a little before the budget ends (an in-flight GET may take its timeout).
         stop_at = started + budget - min(STOP_MARGIN_S, budget / 4)
-        summary = RunSummary(run_id=uuid.uuid4().hex[:16])
-        self._flush_outbox(summary)
-        with ThreadPoolExecutor(self._settings.poll_concurrency, thread_name_prefix="poll") as pool:
-            while self._monotonic() < stop_at:
-                now = self._clock()
-                due = self._store.due(now, self._settings.poll_batch, shard)
-                if not due:
-                    if not self._nap_until_due(shard, stop_at):
-                        break
-                    continue
-                decisions = [d for d in pool.map(lambda c: self._poll_one(c, summary), due) if d]
-                self._publish([d for d in decisions if d.event or d.command], summary)
-        summary.duration_s = round(self._monotonic() - started, 3)
+        summary = RunSummary(run_id=uuid.uuid4().hex[:16], shard=shard)
+        held: list[str] = []
+        try:
+            if self._enter(summary, budget, shard, schedule_time, held):
+                relay = OutboxRelay(self._settings, self._store, self._publisher, summary,
+                                    clock=self._clock, monotonic=self._monotonic)
+                relay.start()
+                if shard is None and self._discovery is not None:
+                    summary.discovered = self._discovery.run(summary.run_id, stop_at).tracked
+                targets = self._fan_out_targets(shard)
+                # If no shard run could be requested, this run does what it can itself.
+                if not (targets and self._fan_out(targets, budget, summary)):
+                    self._work(shard, stop_at, relay, summary)
+        finally:
+            self._save_learnt()
+            self._leave(summary, held)
+            summary.close(self._monotonic() - started)
         log.info("poll run finished", extra={"summary": summary.to_json()})
         return summary
+
+    def _enter(self, summary: RunSummary, budget: float, shard: int | None, schedule_time: str | None,
+               held: list[str]) -> bool:
+        """Take the run's leases: its Scheduler tick (dedupes retries) and its shard."""
+        if self._leases is None:
+            return True
+        now = self._clock()
+        until = runs.lease_end(now, budget)
+        if schedule_time:
+            key = lease_key("run", schedule_time, "" if shard is None else str(shard))
+            if not self._leases.acquire(key, summary.run_id, now, until, kind="schedule"):
+                summary.skipped = "a run for this schedule time is running or done"
+                return False
+            held.append(key)
+        if shard is not None:
+            key = lease_key("shard", str(shard))
+            if not self._leases.acquire(key, summary.run_id, now, until, kind="shard"):
+                summary.skipped = f"shard {shard} is owned by another run"
+                return False
+            held.append(key)
+        return True
+
+    def _leave(self, summary: RunSummary, held: list[str]) -> None:
+        now = self._clock()
+        for key in held:
+            try:
+                # A schedule marker stays (a late retry is still a duplicate); a shard is freed.
+                until = runs.marker_kept_until(now) if key.startswith("run-") else now
+                self._leases.extend(key, summary.run_id, until, finished_at=now)
+            except Exception:  # the lease ends on its own; never fail a run over it
+                log.warning("could not release lease %s", key, exc_info=True)
+
+    # Fan-out ------------------------------------------------------------------
+    def _fan_out_targets(self, shard: int | None) -> list[int]:
+        if shard is not None or not self._fan_out_enabled or self._settings.shards <= 1:
+            return []
+        backlog = self._store.due_count(self._clock(), None, self._fanout_threshold + 1)
+        return runs.shards_to_fan_out(backlog, self._fanout_threshold, self._settings.shards)
+
+    def _fan_out(self, targets: list[int], budget: float, summary: RunSummary) -> int:
+        """Request one run per shard over Pub/Sub (pushed back to poll) and return at once.
+
+        Pub/Sub carries the identity (the push subscription's OIDC token), so no code
+        mints tokens or calls URLs; a duplicate delivery is skipped by the shard lease.
+        """
+        log.info("due backlog exceeds one run: fanning out", extra={"shards": len(targets)})
+        requested_at = rfc3339(self._clock())
+        messages = [Message({"type": runs.SHARD_MESSAGE_TYPE, "shard": k, "budget_s": budget,
+                             "requested_at": requested_at}, {"type": runs.SHARD_MESSAGE_TYPE})
+                    for k in targets]
+        results = self._publisher.publish(self._settings.topic_path(self._settings.poll_shards_topic), messages)
+        failed = [r for r in results if isinstance(r, Exception)]
+        if failed:  # those shards wait for the next tick; if none went out, run() works unsharded
+            log.warning("could not request %d shard runs: %s", len(failed), str(failed[0])[:200])
+        summary.shard_runs = len(results) - len(failed)
+        return summary.shard_runs
+
+    # The pipeline -------------------------------------------------------------
+    def _work(self, shard: int | None, stop_at: float, relay: OutboxRelay, summary: RunSummary) -> None:
+        concurrency = self._settings.poll_concurrency
+        in_flight: dict[Future, str] = {}
+        quiet: list[_Polled] = []
+        quiet_since = self._monotonic()
+        changes: list[Decision] = []
+        last_flush = self._monotonic()
+        with ThreadPoolExecutor(concurrency, thread_name_prefix="poll") as pool:
+            while True:
+                running = self._monotonic() < stop_at
+                found = 0
+                # Keep a second wave claimed behind the GETs in flight, so workers never wait on a query.
+                room = 2 * concurrency - len(in_flight)
+                if running and room >= max(1, concurrency // 2):
+                    found = self._claim_and_submit(pool, in_flight, room, shard, summary)
+                if in_flight:
+                    done, _ = wait(list(in_flight), timeout=0.05, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        del in_flight[future]
+                        polled = future.result()
+                        if polled is None:
+                            continue
+                        if polled.committed:
+                            changes.append(polled.decision)
+                        else:
+                            quiet.append(polled)
+                if quiet and (len(quiet) >= QUIET_BATCH or not in_flight
+                              or self._monotonic() - quiet_since >= QUIET_MAX_WAIT_S):
+                    changes += self._commit_quiet(quiet, pool, summary)
+                    quiet, quiet_since = [], self._monotonic()
+                if changes:
+                    relay.publish([(kind, message) for d in changes
+                                   for kind, message in (("events", d.event), ("commands", d.command)) if message])
+                    changes = []
+                if relay.blocked and self._monotonic() - last_flush >= FLUSH_EVERY_S:
+                    relay.flush()
+                    last_flush = self._monotonic()
+                if not running and not in_flight and not quiet:
+                    break
+                if running and not in_flight and not found and not self._nap_until_due(shard, stop_at):
+                    running = False
+                    stop_at = self._monotonic()
+        if relay.blocked:
+            relay.flush()
+
+    def _claim_and_submit(self, pool, in_flight: dict, room: int, shard: int | None,
+                          summary: RunSummary) -> int:
+        now = self._clock()
+        limit = min(self._settings.poll_batch, room)
+        busy = set(in_flight.values())
+        due = [c for c in self._store.due(now, limit, shard) if c.record.id not in busy]
+        if not due:
+            return 0
+        due = self._defer_first_polls(due, now, summary)
+        lease_until = now + timedelta(seconds=self._settings.lease_s)
+        claimed = self._store.claim_many(due, summary.run_id, lease_until, now)
+        summary.count("lost_claims", len(due) - len(claimed))
+        summary.count("claimed", len(claimed))
+        due_at = {c.record.id: c.record.next_poll_at for c in due}
+        self._refresh_stats([c.record for c in claimed])
+        for c in claimed:
+            in_flight[pool.submit(self._poll_one, c, due_at[c.record.id], summary)] = c.record.id
+        return len(due)
+
+    def _defer_first_polls(self, due: list, now: datetime, summary: RunSummary) -> list:
+        """New operations of a known kind wait until near their expected finish (adaptive first poll)."""
+        if self._durations is None:
+            return due
+        fresh = [c for c in due if not c.record.polls and not c.record.seen]
+        if not fresh:
+            return due
+        self._refresh_stats([c.record for c in fresh], first=True)
+        later = []
+        for c in fresh:
+            when = learning.first_poll_at(c.record, self._stats.get(learning.any_kind_key(c.record)))
+            if when is not None and when > now:
+                later.append((c, when))
+        if not later:
+            return due
+        self._store.reschedule_many(later, now)
+        summary.count("first_polls_deferred", len(later))
+        deferred = {c.record.id for c, _ in later}
+        return [c for c in due if c.record.id not in deferred]
+
+    def _poll_one(self, claimed, due_at: datetime, summary: RunSummary) -> _Polled | None:
+        summary.lag((self._clock() - due_at).total_seconds())
+        result = self._api.get(claimed.record.ref, claimed.record.quota_project)
+        summary.count("polled")
+        decision = self._decide(claimed.record, result)
+        if decision.record.consecutive_errors > claimed.record.consecutive_errors:
+            summary.count("errors")
+        if not decision.changed and decision.command is None:
+            return _Polled(claimed, result, decision, committed=False)
+        return self._commit_change(claimed, result, decision, summary)
+
+    def _decide(self, record, result) -> Decision:
+        stats = self._stats_for(record)
+        decision = after_poll(record, result, self._clock(), self._rules, stats=stats)
+        duration = learning.finished_duration(record, decision.record, self._clock())
+        if duration is not None and self._durations is not None:
+            self._learn(decision.record, duration)
+        return decision
+
+    def _commit_change(self, claimed, result, decision: Decision, summary: RunSummary) -> _Polled | None:
+        """Record and outbox entry atomically; on a write race, decide again on fresh data."""
+        for _ in range(3):
+            if self._store.commit(claimed, decision) is not None:
+                if decision.changed:
+                    summary.count("changed")
+                return _Polled(claimed, result, decision, committed=True)
+            # Someone else (handle recording a cancel, say) wrote meanwhile.
+            fresh = self._store.get_with_time(claimed.record.id)
+            if fresh is None or fresh.record.lease_owner != summary.run_id:
+                return None
+            claimed = fresh
+            decision = after_poll(claimed.record, result, self._clock(), self._rules,
+                                  stats=self._stats_for(claimed.record))
+        log.warning("gave up recording a poll result after repeated write conflicts",
+                    extra={"operation_id": claimed.record.id})
+        return None
+
+    def _commit_quiet(self, quiet: list[_Polled], pool, summary: RunSummary) -> list[Decision]:
+        """Write quiet results together; a result that lost its guard is redone on fresh data."""
+        times = self._store.commit_quiet([(p.claimed, p.decision) for p in quiet])
+        redo = [p for p, t in zip(quiet, times) if t is None]
+        futures = [pool.submit(self._redo, p, summary) for p in redo]
+        return [f.result().decision for f in futures if f.result() is not None and f.result().committed]
+
+    def _redo(self, polled: _Polled, summary: RunSummary) -> _Polled | None:
+        fresh = self._store.get_with_time(polled.claimed.record.id)
+        if fresh is None or fresh.record.lease_owner != summary.run_id:
+            return None
+        decision = self._decide(fresh.record, polled.result)
+        return self._commit_change(fresh, polled.result, decision, summary)
 
     def _nap_until_due(self, shard: int | None, stop_at: float) -> bool:
         """Sleep until the next operation falls due; False when none does within the budget."""
         next_due = self._store.next_due_at(shard)
         remaining = stop_at - self._monotonic()
-        if next_due is None:
-            wait = remaining
-        else:
-            wait = (next_due - self._clock()).total_seconds()
-        if wait >= remaining:
+        wait_s = remaining if next_due is None else (next_due - self._clock()).total_seconds()
+        if wait_s >= remaining:
             return False
         # Short naps so that operations submitted meanwhile are picked up quickly.
-        self._sleep(max(0.0, min(wait, IDLE_NAP_S)))
+        self._sleep(max(0.0, min(wait_s, IDLE_NAP_S)))
         return True
 
-    def _poll_one(self, candidate, summary: RunSummary) -> Decision | None:
-        now = self._clock()
-        claimed = self._store.claim(candidate, summary.run_id,
-                                    now + timedelta(seconds=self._settings.lease_s), now)
-        if claimed is None:
-            summary.count("lost_claims")
+    # Adaptive schedule --------------------------------------------------------
+    def _refresh_stats(self, records: list, first: bool = False) -> None:
+        """Read the duration summaries these records need (cached for STATS_TTL_S)."""
+        if self._durations is None:
+            return
+        if self._monotonic() - self._stats_read_at > STATS_TTL_S:
+            self._stats, self._stats_read_at = {}, self._monotonic()
+        keys = {learning.any_kind_key(r) for r in records}
+        if not first:
+            keys |= {k for k in (learning.kind_key(r) for r in records) if k}
+        missing = [k for k in keys if k not in self._stats]
+        if missing:
+            found = self._durations.read(missing)
+            for key in missing:
+                self._stats[key] = found.get(key)
+
+    def _stats_for(self, record) -> DurationStats | None:
+        if self._durations is None:
             return None
-        summary.count("claimed")
-        result = self._api.get(claimed.record.ref, claimed.record.quota_project)
-        summary.count("polled")
-        for _ in range(3):
-            decision = after_poll(claimed.record, result, self._clock(), self._rules)
-            if decision.record.consecutive_errors > claimed.record.consecutive_errors:
-                summary.count("errors")
-            if self._store.commit(claimed, decision) is not None:
-                if decision.changed:
-                    summary.count("changed")
-                return decision
-            # Someone else (handle recording a cancel, say) wrote meanwhile: decide again on fresh data.
-            fresh = self._store.get_with_time(claimed.record.id)
-            if fresh is None or fresh.record.lease_owner != summary.run_id:
-                return None
-            claimed = fresh
-        log.warning("gave up recording a poll result after repeated write conflicts",
-                    extra={"operation_id": claimed.record.id})
-        return None
+        key = learning.kind_key(record)
+        stats = self._stats.get(key) if key else None
+        return stats if stats is not None else self._stats.get(learning.any_kind_key(record))
 
-    def _publish(self, decisions: list[Decision], summary: RunSummary) -> None:
-        events = [d.event for d in decisions if d.event]
-        commands = [d.command for d in decisions if d.command]
-        self._publish_and_forget(events, "events", summary)
-        self._publish_and_forget(commands, "commands", summary)
+    def _learn(self, record, duration_s: float) -> None:
+        with self._learnt_lock:
+            for key in filter(None, (learning.kind_key(record), learning.any_kind_key(record))):
+                self._learnt.setdefault(key, DurationStats()).add(duration_s)
 
-    def _publish_and_forget(self, messages: list[Message], topic_kind: str, summary: RunSummary) -> list[str]:
-        """Publish, then delete what was published from the outbox; failures stay for a later run."""
-        if not messages:
-            return []
-        topic = self._settings.topic_path(
-            self._settings.events_topic if topic_kind == "events" else self._settings.commands_topic)
-        results = self._publisher.publish(topic, messages)
-        done = []
-        for message, result in zip(messages, results):
-            if isinstance(result, Exception):
-                summary.count("publish_errors")
-                log.warning("publish failed; the event stays in the outbox",
-                            extra={"event_id": message.data.get("event_id"), "error": str(result)[:300]})
-            else:
-                summary.count("published")
-                done.append(outbox_id(topic_kind, message))
-        if done:
-            self._store.delete_outbox(done)
-        return done
-
-    def _flush_outbox(self, summary: RunSummary) -> None:
-        """Publish what earlier runs recorded but did not publish (crash, Pub/Sub outage)."""
-        older_than = self._clock() - timedelta(seconds=OUTBOX_GRACE_S)
-        entries = self._store.outbox(older_than)
-        for kind in ("events", "commands"):
-            messages = [e.message for e in entries if e.topic == kind]
-            before = summary.published
-            self._publish_and_forget(messages, kind, summary)
-            summary.count("recovered", summary.published - before)
+    def _save_learnt(self) -> None:
+        with self._learnt_lock:
+            learnt, self._learnt = self._learnt, {}
+        if learnt and self._durations is not None:
+            try:
+                self._durations.add(learnt)
+            except Exception:  # statistics are an optimisation: never fail a run over them
+                log.warning("could not save duration statistics", exc_info=True)

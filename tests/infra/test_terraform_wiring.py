@@ -277,6 +277,7 @@ def test_environment_values_come_from_the_matching_inputs(infra):
     assert "jsonencode" in common["LRO_DEFAULT_POLICY"]
     assert "jsonencode" in poll["LRO_WATCH_SCOPES"]
     assert refs(poll["LRO_POLL_BUDGET_S"], "var") == {"poll_budget_s"}
+    assert targets(poll["LRO_POLL_SHARDS_TOPIC"], "google_pubsub_topic") == {"contract[poll_shards]"}
 
 
 # --- Functions ------------------------------------------------------------------
@@ -330,6 +331,7 @@ def test_source_zip_leaves_out_everything_but_the_runtime(infra):
 
 def test_poll_timeout_exceeds_the_poll_budget(infra):
     assert infra.default("poll_timeout_s") > infra.default("poll_budget_s")
+    assert "var.poll_budget_s <= 600" in infra.variables["poll_budget_s"]["validation"][0]["condition"]
     poll = functions(infra)["poll"]
     assert refs(block(poll, "service_config")["timeout_seconds"], "var") == {"poll_timeout_s"}
     conditions = " ".join(p["condition"] for p in block(poll, "lifecycle")["precondition"])
@@ -354,11 +356,12 @@ def test_contract_topic_names_and_defaults(infra):
     assert infra.default("events_topic") == "lro-events"
     assert infra.default("commands_topic") == "lro-commands"
     assert infra.default("submissions_topic") == "lro-submissions"
+    assert infra.default("poll_shards_topic") == "lro-poll-shards"
     assert infra.default("collection") == "lro_operations"
     assert infra.default("name_prefix") == "lro"
     assert infra.default("schedule") == "* * * * *"
     topics = instances(infra, "google_pubsub_topic")
-    for topic in ("events", "commands", "submissions"):
+    for topic in ("events", "commands", "submissions", "poll_shards"):
         body = topics[f"contract[{topic}]"]
         assert refs(body["name"], "var") == {f"{topic}_topic"}
 
@@ -388,7 +391,8 @@ def test_push_subscriptions_route_each_topic_to_its_function(infra):
         (topic,) = keyed(body["topic"], "google_pubsub_topic")
         (function,) = function_of(infra, block(body, "push_config")["push_endpoint"])
         routes[topic] = routes.get(topic, set()) | {function}
-    assert routes == {"events": {"handle"}, "commands": {"handle"}, "submissions": {"submit_pubsub"}}
+    assert routes == {"events": {"handle"}, "commands": {"handle"}, "submissions": {"submit_pubsub"},
+                      "poll_shards": {"poll"}}
 
 
 def test_every_push_subscription_has_oidc_retry_and_dead_letters(infra):
@@ -406,7 +410,9 @@ def test_every_push_subscription_has_oidc_retry_and_dead_letters(infra):
         assert targets(dead["dead_letter_topic"], "google_pubsub_topic") == {f"dead_letter[{name[5:-1]}]"}, name
         assert refs(dead["max_delivery_attempts"], "var") == {"max_delivery_attempts"}, name
         dead_letter_topics.add(dead["dead_letter_topic"])
-        assert refs(body["ack_deadline_seconds"], "var") == {"handler_timeout_s"}, name
+        # Long enough for the pushed function's work: a shard run of poll takes its whole budget.
+        timeout = "poll_timeout_s" if name == "push[poll_shards]" else "handler_timeout_s"
+        assert refs(body["ack_deadline_seconds"], "var") == {timeout}, name
         assert block(body, "expiration_policy")["ttl"] == "", f"{name} must never expire"
     assert len(dead_letter_topics) == len(push_subscriptions(infra)), "one dead-letter topic per subscription"
     assert 5 <= infra.default("max_delivery_attempts") <= 100
@@ -463,7 +469,7 @@ def test_publishers_are_granted_on_specific_topics_only(infra):
     assert grants == {
         "submit": {"commands"},
         "submit_pubsub": {"commands"},
-        "poll": {"events", "commands"},
+        "poll": {"events", "commands", "poll_shards"},
         "handle": {"events", "var.notify_topics"},
     }
     project_roles = {body["role"] for body in infra.resources["google_project_iam_member"].values()}
@@ -492,7 +498,7 @@ def test_invokers_are_granted_per_function(infra):
         "submit": {"${each.value}"},
         "handle": {"pusher"},
         "submit_pubsub": {"pusher"},
-        "poll": {"scheduler"},
+        "poll": {"scheduler", "pusher"},  # each tick, and the shard runs it requests over Pub/Sub
     }
     submit = infra.resource("google_cloud_run_service_iam_member", "submit_invokers")
     assert refs(submit["for_each"], "var") == {"submit_invokers"}
@@ -530,14 +536,13 @@ def test_poller_indexes_exist(infra):
     assert (("shard", "ASCENDING"), ("state", "ASCENDING"), ("next_poll_at", "ASCENDING")) in shapes
 
 
-def test_ttl_policies_cover_finished_operations_and_claims(infra):
-    ttl = {}
-    for body in instances(infra, "google_firestore_field").values():
-        if "ttl_config" in body:
-            ttl[body["field"]] = body["collection"]
-    assert refs(ttl.get("expire_at"), "var") == {"collection"}
-    assert refs(ttl.get("expires_at"), "local") == {"claims_collection"}
+def test_ttl_policies_cover_finished_operations_claims_and_leases(infra):
+    ttl = {(body["field"], body["collection"]) for body in instances(infra, "google_firestore_field").values()
+           if "ttl_config" in body}
+    assert ttl == {("expire_at", "${var.collection}"), ("expires_at", "${local.claims_collection}"),
+                   ("expires_at", "${local.leases_collection}")}
     assert infra.locals["claims_collection"] == "${var.collection}_claims"
+    assert infra.locals["leases_collection"] == "${var.collection}_leases"
     assert infra.locals["outbox_collection"] == "${var.collection}_outbox"
 
 

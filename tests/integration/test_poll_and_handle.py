@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -41,6 +42,7 @@ class Parts:
             if record.state.terminal:
                 return record
             self.store.update_fields(op_id, {"next_poll_at": record.submitted_at})
+            time.sleep(0.5)  # let the simulated operation move on between runs
         return record
 
     def events(self, expect: int) -> list[dict]:

@@ -24,7 +24,8 @@ def test_contract_variable_names_are_exactly_those_of_section_2():
     assert config.ENV_COMMANDS_TOPIC == "LRO_COMMANDS_TOPIC"
     assert config.ENV_SUBMISSIONS_TOPIC == "LRO_SUBMISSIONS_TOPIC"
     assert config.ENV_API_BASE_URL == "LRO_API_BASE_URL"
-    assert set(config.LOCAL_ONLY_ENV) == {"LRO_API_BASE_URL", "FIRESTORE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST"}
+    assert set(config.LOCAL_ONLY_ENV) == {"LRO_API_BASE_URL", "FIRESTORE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST",
+                                         "LRO_NOTIFY_CA_BUNDLE"}
 
 
 def test_defaults_match_the_contract():

@@ -1,0 +1,43 @@
+"""Duration summaries (functions.domain.adaptive.DurationStats) kept in Firestore.
+
+One document per (service, operation kind, location). Runs add their finished
+operations with field increments, so concurrent runs and shards never
+overwrite each other's counts and no transaction is needed.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+from functions.domain.adaptive import DurationStats
+
+
+class FirestoreDurations:
+    def __init__(self, store, collection: str):
+        self._store = store
+        self._collection = collection
+
+    def _doc(self, key: str):
+        return self._store.client.collection(self._collection).document(key)
+
+    def read(self, keys: Iterable[str]) -> dict[str, DurationStats]:
+        """The summaries that exist among `keys`, in one batched read."""
+        refs = [self._doc(k) for k in dict.fromkeys(keys)]
+        if not refs:
+            return {}
+        return {s.id: DurationStats.from_dict(s.to_dict())
+                for s in self._store.client.get_all(refs) if s.exists}
+
+    def add(self, additions: dict[str, DurationStats]) -> None:
+        """Add each summary's counts to its document (created on first use)."""
+        from google.cloud import firestore
+
+        if not additions:
+            return
+        batch = self._store.client.batch()
+        for key, stats in additions.items():
+            if stats.count <= 0:
+                continue
+            increments = {str(i): firestore.Increment(n) for i, n in stats.buckets.items()}
+            batch.set(self._doc(key), {"key": key, "count": firestore.Increment(stats.count),
+                                       "buckets": increments}, merge=True)
+        batch.commit()

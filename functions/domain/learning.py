@@ -1,0 +1,56 @@
+"""What the poller learns from finished operations, and how a new one uses it.
+
+Pure glue between records and functions.domain.adaptive: which summaries a
+record belongs to, what duration a finish contributes, and when a record's
+first poll should really happen.
+
+An operation's kind (its metadata's `@type`) is only known after a first GET,
+so each finish is counted twice: under its kind, and under "any kind" of the
+service and location — the summary that places the first poll of a new one.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from functions.domain import adaptive
+from functions.domain.adaptive import DurationStats
+from functions.domain.names import location_of
+from functions.domain.record import Record
+from functions.domain.states import State
+
+ANY_KIND = "*"
+# Finishes that say how long the work took (not EXPIRED/TIMED_OUT: those are lrowatch's view).
+_LEARNT = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
+
+
+def kind_of(metadata: dict | None) -> str | None:
+    """`type.googleapis.com/google.cloud.documentai.v1.BatchProcessMetadata` → `BatchProcessMetadata`."""
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("@type"), str):
+        return None
+    return metadata["@type"].rsplit("/", 1)[-1].rsplit(".", 1)[-1][:200] or None
+
+
+def kind_key(record: Record) -> str | None:
+    kind = kind_of(record.metadata)
+    return adaptive.stats_key(record.service, kind, location_of(record.name)) if kind else None
+
+
+def any_kind_key(record: Record) -> str:
+    return adaptive.stats_key(record.service, ANY_KIND, location_of(record.name))
+
+
+def finished_duration(before: Record, after: Record, now: datetime) -> float | None:
+    """Seconds the operation took, when this poll is the one that saw it finish."""
+    if before.state.terminal or after.state not in _LEARNT or before.cancel:
+        return None  # a cancel we asked for says nothing about how long the work takes
+    last_running = before.last_polled_at.timestamp() if before.seen and before.last_polled_at else None
+    return adaptive.observed_duration(before.submitted_at.timestamp(), last_running, now.timestamp())
+
+
+def first_poll_at(record: Record, stats: DurationStats | None) -> datetime | None:
+    """When a never-polled record should first be polled, if later than its schedule says."""
+    if record.polls or record.seen or record.consecutive_errors:
+        return None
+    delay = adaptive.first_poll_delay(stats, record.poll_policy)
+    when = record.submitted_at + timedelta(seconds=delay)
+    return when if when > record.next_poll_at else None

@@ -1,0 +1,96 @@
+"""Watch scopes: track operations nobody submitted, found by listing their collections.
+
+Each configured scope (service, parent, filter) is listed page by page at most
+once per WATCH_INTERVAL_S (a lease document per scope says when it was last
+taken), and every operation found is tracked through the same idempotent
+create as `submit`, with source "watch". A page is checked for already
+tracked operations in one batched read, so a listing of known operations
+costs reads, not failed creates.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Callable
+
+from functions.adapters.firestore_leases import lease_key
+from functions.config import Settings
+from functions.domain.errors import InvalidArgument, LroError
+from functions.domain.names import build_ref
+from functions.domain.record import utcnow
+from functions.domain.submission import parse_submission
+
+log = logging.getLogger(__name__)
+
+WATCH_INTERVAL_S = 300.0
+PAGE_SIZE = 100
+
+
+@dataclass
+class DiscoverySummary:
+    scopes_listed: int = 0
+    found: int = 0
+    tracked: int = 0
+
+
+class Discovery:
+    def __init__(self, settings: Settings, store, leases, api, *, clock: Callable = utcnow,
+                 monotonic: Callable[[], float] = time.monotonic, interval_s: float = WATCH_INTERVAL_S):
+        self._settings = settings
+        self._store = store
+        self._leases = leases
+        self._api = api
+        self._clock = clock
+        self._monotonic = monotonic
+        self._interval_s = interval_s
+
+    def run(self, run_id: str, stop_at: float) -> DiscoverySummary:
+        """List the scopes that are due, until the monotonic time `stop_at`."""
+        summary = DiscoverySummary()
+        for service, parent, filter_ in self._settings.watch_scopes:
+            if self._monotonic() >= stop_at:
+                break
+            digest = hashlib.sha256(f"{service}\n{parent}\n{filter_}".encode()).hexdigest()[:16]
+            now = self._clock()
+            if not self._leases.acquire(lease_key("watch", digest), run_id, now,
+                                        now + timedelta(seconds=self._interval_s),
+                                        service=service, parent=parent, filter=filter_):
+                continue  # listed less than an interval ago (or being listed)
+            summary.scopes_listed += 1
+            try:
+                self._list_scope(service, parent, filter_, stop_at, summary)
+            except LroError as exc:  # the API is unavailable: the next interval tries again
+                log.warning("watch scope listing failed", extra={"parent": parent, "error": exc.message})
+        return summary
+
+    def _list_scope(self, service: str, parent: str, filter_: str, stop_at: float,
+                    summary: DiscoverySummary) -> None:
+        endpoint = build_ref(f"{parent}/operations/scope", service)  # host and version of the scope
+        token = ""
+        while self._monotonic() < stop_at:
+            operations, token = self._api.list(endpoint, parent, filter_, PAGE_SIZE, token)
+            summary.found += len(operations)
+            self._track(service, operations, summary)
+            if not token:
+                return
+
+    def _track(self, service: str, operations: list[dict], summary: DiscoverySummary) -> None:
+        now = self._clock()
+        records = {}
+        for operation in operations:
+            try:
+                record = parse_submission(
+                    {"name": operation.get("name"), "service": service}, now,
+                    default_policy=self._settings.default_policy, notify_url_prefixes=(),
+                    shards=self._settings.shards, source="watch")
+            except InvalidArgument as exc:
+                log.warning("listed operation not trackable", extra={"error": exc.message})
+                continue
+            records[record.id] = record
+        known = self._store.existing_ids(list(records)) if records else set()
+        for operation_id, record in records.items():
+            if operation_id not in known and self._store.create(record)[1]:
+                summary.tracked += 1

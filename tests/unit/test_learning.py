@@ -1,0 +1,68 @@
+"""learning: which duration summaries a record feeds, and when its first poll really is."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from functions.domain import learning
+from functions.domain.adaptive import DurationStats
+from functions.domain.policy import Policy
+from functions.domain.states import State
+from tests.unit.factories import DOCAI_BATCH_METADATA, NOW, make_record
+
+
+def _stats(duration_s: float, n: int = 50) -> DurationStats:
+    return DurationStats().add(duration_s, n)
+
+
+def test_the_kind_is_the_short_name_of_the_metadata_type():
+    assert learning.kind_of({"@type": DOCAI_BATCH_METADATA}) == "BatchProcessMetadata"
+    assert learning.kind_of({"state": "RUNNING"}) is None
+    assert learning.kind_of(None) is None
+
+
+def test_a_record_of_unknown_kind_has_only_the_any_kind_key():
+    record = make_record()
+    assert learning.kind_key(record) is None
+    assert learning.any_kind_key(record) == "documentai.googleapis.com~*~us"
+
+
+def test_a_record_whose_kind_is_known_has_a_kind_key():
+    record = make_record(metadata={"@type": DOCAI_BATCH_METADATA})
+    assert learning.kind_key(record) == "documentai.googleapis.com~BatchProcessMetadata~us"
+
+
+def test_a_finish_seen_by_this_poll_contributes_the_midpoint_duration():
+    before = make_record(state=State.RUNNING, seen=True, polls=3, last_polled_at=NOW + timedelta(seconds=100))
+    after = before.with_changes(state=State.SUCCEEDED)
+    assert learning.finished_duration(before, after, NOW + timedelta(seconds=120)) == 110
+
+
+def test_no_duration_is_learnt_from_timeouts_expiries_cancels_we_asked_for_or_already_finished_records():
+    before = make_record(state=State.RUNNING, seen=True)
+    now = NOW + timedelta(seconds=60)
+    assert learning.finished_duration(before, before.with_changes(state=State.TIMED_OUT), now) is None
+    assert learning.finished_duration(before, before.with_changes(state=State.EXPIRED), now) is None
+    asked = before.with_changes(cancel={"outcome": "sent"})
+    assert learning.finished_duration(asked, asked.with_changes(state=State.CANCELLED), now) is None
+    done = before.with_changes(state=State.SUCCEEDED)
+    assert learning.finished_duration(done, done, now) is None
+
+
+def test_a_new_operation_of_a_known_kind_is_first_polled_near_its_expected_finish():
+    record = make_record(policy=Policy(initial_delay_s=5, max_delay_s=300, jitter=0),
+                         next_poll_at=NOW + timedelta(seconds=5))
+    when = learning.first_poll_at(record, _stats(120))
+    assert NOW + timedelta(seconds=90) < when < NOW + timedelta(seconds=130)
+
+
+def test_the_first_poll_never_waits_past_the_policys_max_delay():
+    record = make_record(policy=Policy(initial_delay_s=5, max_delay_s=60, jitter=0),
+                         next_poll_at=NOW + timedelta(seconds=5))
+    assert learning.first_poll_at(record, _stats(3600)) == NOW + timedelta(seconds=60)
+
+
+def test_without_enough_data_or_after_a_first_poll_the_schedule_is_left_alone():
+    record = make_record(next_poll_at=NOW + timedelta(seconds=5))
+    assert learning.first_poll_at(record, None) is None
+    assert learning.first_poll_at(record, _stats(120, n=3)) is None
+    assert learning.first_poll_at(record.with_changes(polls=1, seen=True), _stats(120)) is None
