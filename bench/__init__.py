@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+from functions.local.topology import ensure_topics as create_topics  # noqa: F401 (used by the benchmarks)
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRESTORE_HEAP = "-Xmx2g"  # 100k documents do not fit the local stack's 256 MB heap
@@ -57,18 +58,6 @@ def simulator(latency_ms: float = 50.0):
     finally:
         admin.close()
         server.stop()
-
-
-def create_topics(project: str, *topics: str) -> None:
-    from google.api_core import exceptions as gexc
-    from google.cloud import pubsub_v1
-
-    publisher = pubsub_v1.PublisherClient()
-    for topic in topics:
-        try:
-            publisher.create_topic(name=f"projects/{project}/topics/{topic}")
-        except gexc.AlreadyExists:
-            pass
 
 
 def sim_ops(admin, scripts: list[dict], chunk: int = 2000) -> list[dict]:

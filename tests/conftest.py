@@ -62,3 +62,14 @@ def simulator():
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def sim(simulator):
+    """The session simulator, reset to empty, and its admin client."""
+    from functions.simulator.client import SimulatorAdmin
+
+    admin = SimulatorAdmin(simulator.base_url)
+    admin.reset()
+    yield admin
+    admin.close()

@@ -186,3 +186,15 @@ class Topology:
 def _sub_name(topic: str, target: str) -> str:
     """`lro-events` + handle → `lro-events-handle` (topic may be a full path)."""
     return f"{topic.rsplit('/', 1)[-1]}-{target}"
+
+
+def ensure_topics(project: str, *topics: str) -> None:
+    """Create topics on the emulator if missing (tests and benchmarks)."""
+    from google.cloud import pubsub_v1
+
+    publisher = pubsub_v1.PublisherClient()
+    for topic in topics:
+        try:
+            publisher.create_topic(request={"name": f"projects/{project}/topics/{topic}"})
+        except exceptions.AlreadyExists:
+            pass

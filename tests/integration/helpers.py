@@ -7,6 +7,8 @@ from pathlib import Path
 
 from google.api_core import exceptions as gexc
 
+from functions.local.topology import ensure_topics as create_topics  # noqa: F401 (re-exported)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -22,17 +24,6 @@ def count_records(project: str, collection: str = "lro_operations") -> int:
     from google.cloud import firestore
 
     return sum(1 for _ in firestore.Client(project=project).collection(collection).stream())
-
-
-def create_topics(project: str, *topics: str) -> None:
-    from google.cloud import pubsub_v1
-
-    publisher = pubsub_v1.PublisherClient()
-    for topic in topics:
-        try:
-            publisher.create_topic(name=f"projects/{project}/topics/{topic}")
-        except gexc.AlreadyExists:
-            pass
 
 
 def pull_subscription(project: str, topic: str, name: str) -> str:

@@ -20,8 +20,6 @@ from google.auth.credentials import AnonymousCredentials
 from google.protobuf import descriptor_pb2, descriptor_pool, timestamp_pb2  # noqa: F401 - registers Timestamp
 from google.rpc import status_pb2  # noqa: F401 - registers google.rpc.Status
 
-from functions.simulator.client import SimulatorAdmin
-from functions.simulator.server import start_in_thread
 
 DOCAI = "us-documentai.googleapis.com"
 PARENT = "projects/1/locations/us"
@@ -79,20 +77,10 @@ def register_documentai_types():
         message_type=[human_review, metadata, descriptor_pb2.DescriptorProto(name="BatchProcessResponse")]))
 
 
-@pytest.fixture(scope="module")
-def base_url():
-    register_documentai_types()
-    srv, base = start_in_thread()
-    yield base
-    srv.stop()
-
-
 @pytest.fixture
-def sim(base_url):
-    admin = SimulatorAdmin(base_url)
-    admin.reset()
-    yield admin
-    admin.close()
+def base_url(simulator):
+    register_documentai_types()
+    return simulator.base_url
 
 
 @pytest.fixture

@@ -9,25 +9,14 @@ import pytest
 import requests
 
 from functions.simulator.client import SimulatorAdmin, SimulatorError
-from functions.simulator.server import start_in_thread
 
 DOCAI = "us-documentai.googleapis.com"
 PARENT = "projects/1/locations/us"
 
 
-@pytest.fixture(scope="module")
-def server():
-    srv, base = start_in_thread()
-    yield base
-    srv.stop()
-
-
 @pytest.fixture
-def sim(server):
-    admin = SimulatorAdmin(server)
-    admin.reset()
-    yield admin
-    admin.close()
+def server(simulator):
+    return simulator.base_url
 
 
 @pytest.fixture
