@@ -56,8 +56,8 @@ def run_lrowatch(emus, base_url: str, admin, n: int, concurrency: int, budget_s:
     store, api, publisher = service._store, service._api, service._publisher
     _ = store.client, publisher.client, api.session  # clients built before the clock starts
     timings = Timings()
-    timings.wrap(store, ["due", "claim", "claim_many", "commit", "commit_many", "delete_outbox", "outbox",
-                         "next_due_at", "get_with_time"], "firestore")
+    timings.wrap(store, ["due", "due_page", "claim", "claim_many", "commit", "commit_many", "commit_quiet",
+                         "delete_outbox", "outbox", "next_due_at", "get_with_time"], "firestore")
     timings.wrap(api, ["get"], "api")
     timings.wrap(publisher, ["publish"], "pubsub")
     pids = {"bench process (poller + simulator)": os.getpid(), "firestore emulator": emus.firestore.pid,

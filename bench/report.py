@@ -74,8 +74,8 @@ def p1_section(r: dict) -> list[str]:
                    f"{_f(row['ops_per_s'], 1)} | {_f(row['ratio'], 1)} | {row['ceiling_ops_per_s']:.0f} | "
                    f"{row['utilisation']:.0%} | **{row['verdict']}** |")
     out += ["", "Where the time goes: wall time per adapter call, summed over threads (calls overlap, so totals "
-            "exceed the run's wall time; a call made by the run loop itself, such as the due query, stalls "
-            "the refill of the worker pool while it lasts):", ""]
+            "exceed the run's wall time; the due query, claims, group commits and publishing each run on "
+            "threads of their own, beside the GETs, so their time overlaps the GETs'):", ""]
     for row in r["runs"]:
         cpu = ", ".join(f"{k} {v} s" for k, v in row["cpu_s"].items())
         out += [f"*Concurrency {row['concurrency']}* — CPU used during the run: {cpu} "

@@ -121,9 +121,22 @@ class FirestoreStore:
         return query.where(filter=FieldFilter("next_poll_at", "<=", now)).order_by("next_poll_at")
 
     def due(self, now: datetime, limit: int, shard: int | None = None) -> list[Claimed]:
-        """Due records with their update times, oldest due first (streamed page by page)."""
+        """Due records with their update times, oldest due first."""
+        return self.due_page(now, limit, shard)[0]
+
+    def due_page(self, now: datetime, limit: int, shard: int | None = None,
+                 after: Any = None) -> tuple[list[Claimed], Any]:
+        """One page of due records, oldest due first, and the cursor after it (None at the end).
+
+        `after` continues from the previous page's cursor rather than from the top, so a
+        run walks a large backlog one page at a time without re-reading what it passed.
+        """
         query = self._due_query(now, shard).limit(limit)
-        return [Claimed(Record.from_doc(s.to_dict()), s.update_time) for s in query.stream()]
+        if after is not None:
+            query = query.start_after(after)
+        snapshots = list(query.stream())
+        page = [Claimed(Record.from_doc(s.to_dict()), s.update_time) for s in snapshots]
+        return page, (snapshots[-1] if len(snapshots) == limit else None)
 
     def next_due_at(self, shard: int | None = None) -> datetime | None:
         from google.cloud.firestore_v1.base_query import FieldFilter
@@ -208,21 +221,37 @@ class FirestoreStore:
         Returns the new update time, or None when someone else wrote the record
         since (the caller re-reads and decides again).
         """
+        times = self.commit_many([(claimed, decision)])
+        return times[0] if times else None
+
+    def commit_many(self, items: list[tuple[Claimed, Decision]]) -> list[Any] | None:
+        """Several records and their outbox entries in one atomic batch, each record guarded by its
+        own write time: a state change is never written without its event, nor the event without it.
+
+        Returns the records' new update times, or None when any guard failed (nothing was written;
+        the caller retries them one by one).
+        """
         from google.cloud import firestore
 
         batch = self.client.batch()
-        batch.update(self._records().document(claimed.record.id), decision.record.to_doc(),
-                     option=self.client.write_option(last_update_time=claimed.update_time))
-        for topic, message in (("events", decision.event), ("commands", decision.command)):
-            if message is not None:
-                batch.set(self._outbox().document(outbox_id(topic, message)),
-                          {**message.to_doc(), "topic": topic, "created_at": firestore.SERVER_TIMESTAMP,
-                           "operation_id": claimed.record.id, "sequence": decision.record.sequence})
+        record_writes: list[int] = []  # each record's index among the batch's writes
+        writes = 0
+        for claimed, decision in items:
+            record_writes.append(writes)
+            batch.update(self._records().document(claimed.record.id), decision.record.to_doc(),
+                         option=self.client.write_option(last_update_time=claimed.update_time))
+            writes += 1
+            for topic, message in (("events", decision.event), ("commands", decision.command)):
+                if message is not None:
+                    batch.set(self._outbox().document(outbox_id(topic, message)),
+                              {**message.to_doc(), "topic": topic, "created_at": firestore.SERVER_TIMESTAMP,
+                               "operation_id": claimed.record.id, "sequence": decision.record.sequence})
+                    writes += 1
         try:
             results = batch.commit()
         except LOST_RACE:
             return None
-        return results[0].update_time
+        return [results[i].update_time for i in record_writes]
 
     # Outbox ----------------------------------------------------------------
     def add_outbox(self, topic: str, message: Message, operation_id: str, sequence: int) -> str:

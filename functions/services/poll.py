@@ -8,10 +8,14 @@ Crash safety comes from three rules:
 - every run first publishes what earlier runs left in the outbox, with the same
   event_id and sequence, so consumers can dedupe (functions.services.outbox).
 
-Within its budget a run works as a pipeline: while up to `poll_concurrency`
-GETs are in flight it claims the next due operations (one BatchWrite per
-query page), records quiet polls in BatchWrites and changes atomically one by
-one, and publishes in batches; when nothing is due it naps until the next due
+Within its budget a run works as a pipeline, each stage on its own threads so
+that none waits on another: due operations are read ahead a page at a time
+(`poll_batch` rows, walking the backlog with a cursor); while up to
+`poll_concurrency` GETs are in flight the next ones are claimed (one BatchWrite
+each); results are recorded in groups (quiet ones in a BatchWrite, changes with
+their outbox entries in one atomic commit, each record guarded by its own write
+time); and events are published in batches on one thread, which keeps each
+operation's events in order. When nothing is due the run naps until the next due
 time, so an operation is polled within a fraction of a second of falling due.
 
 Around that: a Cloud Scheduler retry of a run still going is recognised by its
@@ -21,12 +25,14 @@ pushed back to poll); watch scopes are listed.
 """
 from __future__ import annotations
 
+import contextvars
 import logging
 import statistics
 import threading
 import time
 import uuid
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, Callable
@@ -46,9 +52,13 @@ STOP_MARGIN_S = 2.0
 IDLE_NAP_S = 0.2
 # How often a run retries the outbox while some operation's events are held back.
 FLUSH_EVERY_S = 5.0
-# Quiet poll results are written together once this many wait, or this long.
-QUIET_BATCH = 200
-QUIET_MAX_WAIT_S = 0.25
+# Poll results are recorded together once this many wait, or this long; at most
+# WRITERS groups are being written at once (results wait meanwhile, so groups grow).
+WRITE_GROUP = 100
+WRITE_MAX_WAIT_S = 0.1
+WRITERS = 2
+# GETs claimed and queued per worker at most (a claim is one round trip for many operations).
+AHEAD = 4
 STATS_TTL_S = 60.0
 LAG_SAMPLES = 10_000
 
@@ -103,12 +113,82 @@ class RunSummary:
 
 @dataclass(frozen=True)
 class _Polled:
-    """A worker's outcome: a change already committed, or a quiet result still to write."""
+    """A worker's outcome, still to be recorded."""
 
     claimed: Any
     result: Any
-    decision: Decision | None
-    committed: bool
+    decision: Decision
+
+    @property
+    def outboxed(self) -> bool:
+        """Whether it has messages to publish, so its record and outbox entries commit together."""
+        return self.decision.changed or self.decision.command is not None
+
+
+def _submit(pool: Executor, fn: Callable, *args) -> Future:
+    """Run fn on the pool in a copy of this context, so its log lines carry the request's trace."""
+    return pool.submit(contextvars.copy_context().run, fn, *args)
+
+
+class _DueQueue:
+    """Due operations read ahead a page at a time, on a thread of their own.
+
+    The query walks the backlog with a cursor rather than starting from the top each
+    time; at the end of the backlog it starts over (after a short rest). Less than two
+    pages are held, so memory stays flat in the number of pending operations.
+    """
+
+    def __init__(self, store, shard: int | None, page_size: int, clock: Callable,
+                 monotonic: Callable[[], float], reader: Executor):
+        self._store, self._shard, self._page_size = store, shard, page_size
+        self._clock, self._monotonic, self._reader = clock, monotonic, reader
+        self._items: deque = deque()
+        self._cursor: Any = None
+        self._rest_until = 0.0
+        self._taken: set[str] = set()  # handed out since the read in flight began: stale in its page
+        self.reading: Future | None = None
+
+    def take(self, n: int, busy: set[str]) -> list:
+        """Up to n candidates (none of `busy`'s), and a read ahead started when running low."""
+        self._harvest(busy)
+        taken = []
+        while self._items and len(taken) < n:
+            candidate = self._items.popleft()
+            if candidate.record.id not in busy:
+                taken.append(candidate)
+        ids = {c.record.id for c in taken}
+        self._taken |= ids
+        if self._read_ahead():
+            self._taken = ids
+        return taken
+
+    @property
+    def empty(self) -> bool:
+        return not self._items and self.reading is None
+
+    def wake(self) -> None:
+        """Read from the top at once (after the run napped until something fell due)."""
+        self._rest_until = 0.0
+
+    def _harvest(self, busy: set[str]) -> None:
+        if self.reading is None or not self.reading.done():
+            return
+        reading, self.reading = self.reading, None
+        page, self._cursor = reading.result()
+        stale = busy | self._taken | {c.record.id for c in self._items}
+        self._items.extend(c for c in page if c.record.id not in stale)
+        self._taken = set()
+        if self._cursor is None:  # the end of the backlog: rest a moment before starting over
+            self._rest_until = self._monotonic() + IDLE_NAP_S
+
+    def _read_ahead(self) -> bool:
+        if self.reading is not None or len(self._items) >= self._page_size:
+            return False
+        if self._cursor is None and (self._items or self._monotonic() < self._rest_until):
+            return False  # start over from the top only once what is queued has gone
+        self.reading = _submit(self._reader, self._store.due_page, self._clock(), self._page_size,
+                               self._shard, self._cursor)
+        return True
 
 
 class PollService:
@@ -224,66 +304,84 @@ class PollService:
     def _work(self, shard: int | None, stop_at: float, relay: OutboxRelay, summary: RunSummary) -> None:
         concurrency = self._settings.poll_concurrency
         in_flight: dict[Future, str] = {}
-        quiet: list[_Polled] = []
-        quiet_since = self._monotonic()
-        changes: list[Decision] = []
+        results: list[_Polled] = []
+        results_since = self._monotonic()
+        writing: list[Future] = []
+        to_publish: list[tuple[str, Message]] = []
+        publishing: Future | None = None
+        claiming: Future | None = None
         last_flush = self._monotonic()
-        with ThreadPoolExecutor(concurrency, thread_name_prefix="poll") as pool:
+        with ThreadPoolExecutor(concurrency, thread_name_prefix="poll") as pool, \
+                ThreadPoolExecutor(WRITERS, thread_name_prefix="poll-write") as writers, \
+                ThreadPoolExecutor(3, thread_name_prefix="poll-io") as io:  # query, claims, publishing
+            queue = _DueQueue(self._store, shard, self._settings.poll_batch, self._clock, self._monotonic, io)
             while True:
                 running = self._monotonic() < stop_at
-                found = 0
-                # Keep a second wave claimed behind the GETs in flight, so workers never wait on a query.
-                room = 2 * concurrency - len(in_flight)
-                if running and room >= max(1, concurrency // 2):
-                    found = self._claim_and_submit(pool, in_flight, room, shard, summary)
-                if in_flight:
-                    done, _ = wait(list(in_flight), timeout=0.05, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        del in_flight[future]
-                        polled = future.result()
-                        if polled is None:
-                            continue
-                        if polled.committed:
-                            changes.append(polled.decision)
-                        else:
-                            quiet.append(polled)
-                if quiet and (len(quiet) >= QUIET_BATCH or not in_flight
-                              or self._monotonic() - quiet_since >= QUIET_MAX_WAIT_S):
-                    changes += self._commit_quiet(quiet, pool, summary)
-                    quiet, quiet_since = [], self._monotonic()
-                if changes:
-                    relay.publish([(kind, message) for d in changes
-                                   for kind, message in (("events", d.event), ("commands", d.command)) if message])
-                    changes = []
-                if relay.blocked and self._monotonic() - last_flush >= FLUSH_EVERY_S:
-                    relay.flush()
-                    last_flush = self._monotonic()
-                if not running and not in_flight and not quiet:
+                if claiming is not None and claiming.done():
+                    for claimed, due_at in claiming.result():
+                        in_flight[_submit(pool, self._poll_one, claimed, due_at, summary)] = claimed.record.id
+                    claiming = None
+                # Keep more waves claimed behind the GETs in flight, so workers never wait on a claim.
+                room = AHEAD * concurrency - len(in_flight)
+                if running and claiming is None and room >= max(1, concurrency // 2):
+                    due = queue.take(room, set(in_flight.values()))
+                    if due:
+                        claiming = _submit(io, self._claim, due, summary)
+                pending = [f for f in (queue.reading, claiming) if f is not None and not f.done()]
+                waitables = [*in_flight, *writing, *pending]
+                if waitables:
+                    wait(waitables, timeout=0.05, return_when=FIRST_COMPLETED)
+                for future in [f for f in in_flight if f.done()]:
+                    del in_flight[future]
+                    if not results:
+                        results_since = self._monotonic()
+                    results.append(future.result())
+                for future in [f for f in writing if f.done()]:
+                    writing.remove(future)
+                    to_publish += [(kind, message) for d in future.result()
+                                   for kind, message in (("events", d.event), ("commands", d.command)) if message]
+                if results and len(writing) < WRITERS and (
+                        len(results) >= WRITE_GROUP or not in_flight
+                        or self._monotonic() - results_since >= WRITE_MAX_WAIT_S):
+                    group, results = results[:WRITE_GROUP], results[WRITE_GROUP:]
+                    results_since = self._monotonic()
+                    writing.append(_submit(writers, self._write, group, pool, summary))
+                if publishing is None or publishing.done():
+                    if publishing is not None:
+                        publishing.result()  # raise what publishing raised
+                        publishing = None
+                    # One publisher at a time: an operation's events go out in the order recorded.
+                    if to_publish:
+                        publishing, to_publish = _submit(io, relay.publish, to_publish), []
+                    elif relay.blocked and self._monotonic() - last_flush >= FLUSH_EVERY_S:
+                        publishing, last_flush = _submit(io, relay.flush), self._monotonic()
+                if not running and not in_flight and not results and not writing and claiming is None:
                     break
-                if running and not in_flight and not found and not self._nap_until_due(shard, stop_at):
-                    running = False
-                    stop_at = self._monotonic()
+                if running and not in_flight and not results and not writing and claiming is None and queue.empty:
+                    if self._nap_until_due(shard, stop_at):
+                        queue.wake()
+                    else:
+                        stop_at = self._monotonic()
+            if publishing is not None:
+                publishing.result()
+        if to_publish:
+            relay.publish(to_publish)
         if relay.blocked:
             relay.flush()
 
-    def _claim_and_submit(self, pool, in_flight: dict, room: int, shard: int | None,
-                          summary: RunSummary) -> int:
+    def _claim(self, due: list, summary: RunSummary) -> list[tuple[Any, datetime]]:
+        """Lease due operations (one BatchWrite); returns those this run holds, with their due times."""
         now = self._clock()
-        limit = min(self._settings.poll_batch, room)
-        busy = set(in_flight.values())
-        due = [c for c in self._store.due(now, limit, shard) if c.record.id not in busy]
-        if not due:
-            return 0
         due = self._defer_first_polls(due, now, summary)
+        if not due:
+            return []
         lease_until = now + timedelta(seconds=self._settings.lease_s)
         claimed = self._store.claim_many(due, summary.run_id, lease_until, now)
         summary.count("lost_claims", len(due) - len(claimed))
         summary.count("claimed", len(claimed))
         due_at = {c.record.id: c.record.next_poll_at for c in due}
         self._refresh_stats([c.record for c in claimed])
-        for c in claimed:
-            in_flight[pool.submit(self._poll_one, c, due_at[c.record.id], summary)] = c.record.id
-        return len(due)
+        return [(c, due_at[c.record.id]) for c in claimed]
 
     def _defer_first_polls(self, due: list, now: datetime, summary: RunSummary) -> list:
         """New operations of a known kind wait until near their expected finish (adaptive first poll)."""
@@ -305,16 +403,14 @@ class PollService:
         deferred = {c.record.id for c, _ in later}
         return [c for c in due if c.record.id not in deferred]
 
-    def _poll_one(self, claimed, due_at: datetime, summary: RunSummary) -> _Polled | None:
+    def _poll_one(self, claimed, due_at: datetime, summary: RunSummary) -> _Polled:
         summary.lag((self._clock() - due_at).total_seconds())
         result = self._api.get(claimed.record.ref, claimed.record.quota_project)
         summary.count("polled")
         decision = self._decide(claimed.record, result)
         if decision.record.consecutive_errors > claimed.record.consecutive_errors:
             summary.count("errors")
-        if not decision.changed and decision.command is None:
-            return _Polled(claimed, result, decision, committed=False)
-        return self._commit_change(claimed, result, decision, summary)
+        return _Polled(claimed, result, decision)
 
     def _decide(self, record, result) -> Decision:
         stats = self._stats_for(record)
@@ -324,13 +420,37 @@ class PollService:
             self._learn(decision.record, duration)
         return decision
 
-    def _commit_change(self, claimed, result, decision: Decision, summary: RunSummary) -> _Polled | None:
+    def _write(self, group: list[_Polled], pool, summary: RunSummary) -> list[Decision]:
+        """Record a group of results; returns the decisions with messages to publish, as committed.
+
+        Quiet results go in one BatchWrite, each write guarded on its own; results with
+        messages go with their outbox entries in one atomic commit, which fails as a whole
+        if any record's guard fails. What lost its guard (someone wrote meanwhile) is redone
+        one by one, so only the conflicting operation is decided again on fresh data.
+        """
+        quiet = [p for p in group if not p.outboxed]
+        outboxed = [p for p in group if p.outboxed]
+        retry = []
+        if quiet:
+            times = self._store.commit_quiet([(p.claimed, p.decision) for p in quiet])
+            retry += [_submit(pool, self._redo, p, summary) for p, t in zip(quiet, times) if t is None]
+        committed: list[Decision] = []
+        if outboxed and self._store.commit_many([(p.claimed, p.decision) for p in outboxed]) is not None:
+            committed = [p.decision for p in outboxed]
+            summary.count("changed", sum(d.changed for d in committed))
+        elif outboxed:
+            retry += [_submit(pool, self._commit_change, p.claimed, p.result, p.decision, summary)
+                      for p in outboxed]
+        return committed + [d for d in (f.result() for f in retry) if d is not None and
+                            (d.event is not None or d.command is not None)]
+
+    def _commit_change(self, claimed, result, decision: Decision, summary: RunSummary) -> Decision | None:
         """Record and outbox entry atomically; on a write race, decide again on fresh data."""
         for _ in range(3):
             if self._store.commit(claimed, decision) is not None:
                 if decision.changed:
                     summary.count("changed")
-                return _Polled(claimed, result, decision, committed=True)
+                return decision
             # Someone else (handle recording a cancel, say) wrote meanwhile.
             fresh = self._store.get_with_time(claimed.record.id)
             if fresh is None or fresh.record.lease_owner != summary.run_id:
@@ -342,14 +462,7 @@ class PollService:
                     extra={"operation_id": claimed.record.id})
         return None
 
-    def _commit_quiet(self, quiet: list[_Polled], pool, summary: RunSummary) -> list[Decision]:
-        """Write quiet results together; a result that lost its guard is redone on fresh data."""
-        times = self._store.commit_quiet([(p.claimed, p.decision) for p in quiet])
-        redo = [p for p, t in zip(quiet, times) if t is None]
-        futures = [pool.submit(self._redo, p, summary) for p in redo]
-        return [f.result().decision for f in futures if f.result() is not None and f.result().committed]
-
-    def _redo(self, polled: _Polled, summary: RunSummary) -> _Polled | None:
+    def _redo(self, polled: _Polled, summary: RunSummary) -> Decision | None:
         fresh = self._store.get_with_time(polled.claimed.record.id)
         if fresh is None or fresh.record.lease_owner != summary.run_id:
             return None

@@ -181,16 +181,21 @@ def test_events_recorded_while_pubsub_is_down_are_all_published_in_order_after_i
         with _stack(env, tmp_path) as stack:
             sim = SimulatorAdmin(stack.urls["simulator"])
             _tap(stack)
-            scripts = [dict(s, running_s=s["running_s"] + 6) for s in _scripts(60, seed=3)]
+            # The operations run until the simulator's clock is moved on, so that every finish
+            # falls inside the outage, however fast or slow this machine is.
+            scripts = [dict(s, running_s=3600) for s in _scripts(60, seed=3)]
             by_id = _create_and_track(stack, sim, scripts)
             outage_run: dict = {}
             run = threading.Thread(target=lambda: outage_run.update(
                 post_json(stack.urls["poll"], {"budget_s": 35}, 90)))
             run.start()
-            time.sleep(3)  # the first changes (PENDING → RUNNING) go out
-            before = _events(stack, expect=len(by_id), timeout=5)
-            pubsub.stop()  # the finishes (RUNNING → terminal) happen while Pub/Sub is down
-            time.sleep(16)
+            before = _events(stack, expect=len(by_id), timeout=30)  # every PENDING → RUNNING went out
+            assert len(before) == len(by_id)
+            pubsub.stop()
+            sim.advance(3600)  # every operation finishes now, while Pub/Sub is down
+            run.join()  # the run records the finishes, fails to publish them, and ends: nothing is left to poll
+            assert all(r.state.terminal for r in _records(stack).values()), "a finish was not recorded in the outage"
+            assert outage_run["publish_errors"] > 0 or outage_run["deferred_events"] > 0, outage_run
             pubsub = pubsub_emulator(port=pubsub.port, run_dir=tmp_path / "logs")
             start_all([pubsub])
             # A restarted emulator has forgotten its topics and subscriptions.
@@ -198,13 +203,11 @@ def test_events_recorded_while_pubsub_is_down_are_all_published_in_order_after_i
             stack.topology = Topology(stack.settings, emulator_host=pubsub.host)
             stack.subscriptions = stack.topology.build(stack.urls)
             _tap(stack)
-            run.join()
             records = _poll_until_done(stack, stack.urls["poll"], by_id, rounds=3)
             after = _events(stack, expect=sum(r.sequence for r in records.values()) - len(before))
     finally:
         pubsub.stop()
     events = before + after
-    assert outage_run["publish_errors"] > 0 or outage_run["deferred_events"] > 0, outage_run
     _assert_complete(records, by_id, events)
     per_op = defaultdict(list)
     for event in after:

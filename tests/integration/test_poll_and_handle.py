@@ -192,3 +192,43 @@ def test_outbox_events_left_by_a_crashed_run_are_published_by_the_next_run(parts
     assert summary.recovered == record.sequence
     assert [e["event_id"] for e in got] == [f"{op_id}-{n}" for n in range(1, record.sequence + 1)]
     assert json.dumps(got)  # payloads intact
+
+
+def test_a_runs_worker_threads_carry_the_requests_trace(parts, monkeypatch):
+    from functions import logs
+
+    op_id = parts.track(parts.sim.create(kind="vision", running_s=0))
+    traces = []  # the trace each call saw, on whichever thread made it
+    for obj, name in ((parts.poll._api, "get"), (parts.store, "commit_many"), (parts.poll._publisher, "publish")):
+        def spy(*args, __call=getattr(obj, name), __name=name, **kwargs):
+            traces.append((__name, logs.current_trace.get()))
+            return __call(*args, **kwargs)
+        monkeypatch.setattr(obj, name, spy)
+    with logs.traced({"X-Cloud-Trace-Context": "0af7651916cd43dd8448eb211c80319c/1;o=1"},
+                     parts.settings.project) as trace:
+        parts.poll.run(budget_s=2)
+    assert parts.store.get(op_id).state.terminal
+    assert {name for name, _ in traces} == {"get", "commit_many", "publish"}
+    assert all(seen == trace for _, seen in traces), traces
+
+
+def test_a_write_race_in_a_group_commit_decides_again_only_the_raced_operation(parts, monkeypatch):
+    ids = [parts.track(parts.sim.create(kind="vision", running_s=0)) for _ in range(3)]
+    group_commit, reread = parts.store.commit_many, parts.store.get_with_time
+    raced, reads = [], []
+
+    def racing_commit_many(items):
+        if not raced:  # someone else (handle, say) writes one of the records meanwhile
+            raced.append(items[0][0].record.id)
+            parts.store.update_fields(raced[0], {"correlation_id": "written meanwhile"})
+        return group_commit(items)
+
+    monkeypatch.setattr(parts.store, "commit_many", racing_commit_many)
+    monkeypatch.setattr(parts.store, "get_with_time", lambda op_id: reads.append(op_id) or reread(op_id))
+    summary = parts.poll.run(budget_s=2)
+    records = {i: parts.store.get(i) for i in ids}
+    assert all(r.state.terminal and r.sequence == 1 for r in records.values())
+    assert reads == raced  # only the raced operation was read again and decided again
+    assert records[raced[0]].correlation_id == "written meanwhile"  # the other writer's change stands
+    assert summary.changed == 3
+    assert sorted(e["event_id"] for e in parts.events(expect=3)) == sorted(f"{i}-1" for i in ids)
