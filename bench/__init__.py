@@ -47,17 +47,18 @@ def emulators(run_dir: Path | None = None):
 
 @contextmanager
 def simulator(latency_ms: float = 50.0):
+    """The Operations API simulator in its own process, as the real API is remote:
+    in-process it would share the poller's interpreter lock and bill its CPU to lrowatch."""
+    from functions.local.processes import simulator_process
     from functions.simulator.client import SimulatorAdmin
-    from functions.simulator.server import start_in_thread
 
-    server, base_url = start_in_thread()
-    admin = SimulatorAdmin(base_url, timeout_s=120)
-    admin.set_faults(latency_ms=latency_ms)
-    try:
-        yield server, base_url, admin
-    finally:
-        admin.close()
-        server.stop()
+    with simulator_process() as process:
+        admin = SimulatorAdmin(process.base_url, timeout_s=120)
+        admin.set_faults(latency_ms=latency_ms)
+        try:
+            yield process, process.base_url, admin
+        finally:
+            admin.close()
 
 
 def sim_ops(admin, scripts: list[dict], chunk: int = 2000) -> list[dict]:

@@ -57,7 +57,7 @@ def p1_section(r: dict) -> list[str]:
     out = [
         "## P1 throughput (one poll run)",
         "",
-        f"Real Firestore and Pub/Sub emulators; simulator in-process at {r['latency_ms']:g} ms per call; "
+        f"Real Firestore and Pub/Sub emulators; simulator in its own process at {r['latency_ms']:g} ms per call; "
         f"{r['operations']:,} due operations, all finished in the simulator (every poll is a state change, "
         f"so each takes the whole path: claim, GET, record + outbox, publish, outbox delete). "
         f"Baseline: a naive sequential loop (GET → Firestore write → synchronous publish) over "
