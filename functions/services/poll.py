@@ -62,9 +62,6 @@ AHEAD = 4
 STATS_TTL_S = 60.0
 LAG_SAMPLES = 10_000
 
-# Back-compat for callers that tune the grace on this module.
-from functions.services.outbox import OUTBOX_GRACE_S  # noqa: E402,F401
-
 
 @dataclass
 class RunSummary:

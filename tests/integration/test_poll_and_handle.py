@@ -45,8 +45,8 @@ class Parts:
             time.sleep(0.5)  # let the simulated operation move on between runs
         return record
 
-    def events(self, expect: int) -> list[dict]:
-        return pull_messages(self.settings.project, "events-tap", expect, timeout_s=5)
+    def events(self, expect: int, timeout_s: float = 5) -> list[dict]:
+        return pull_messages(self.settings.project, "events-tap", expect, timeout_s=timeout_s)
 
 
 @pytest.fixture
@@ -183,9 +183,9 @@ def test_outbox_events_left_by_a_crashed_run_are_published_by_the_next_run(parts
     monkeypatch.setattr(broken, "publish", lambda topic, messages: [RuntimeError("down")] * len(messages))
     crashed = PollService(parts.settings, parts.store, OperationsApi(parts.sim.base_url), broken)
     assert crashed.run(budget_s=2).publish_errors >= 1
-    assert parts.events(expect=1) == []
+    assert parts.events(expect=1, timeout_s=1) == []
     # The next run republishes once the outbox grace has passed.
-    monkeypatch.setattr("functions.services.poll.OUTBOX_GRACE_S", 0)
+    monkeypatch.setattr("functions.services.outbox.OUTBOX_GRACE_S", 0)
     summary = parts.poll.run(budget_s=1)
     record = parts.store.get(op_id)
     got = parts.events(expect=record.sequence)
