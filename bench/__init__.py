@@ -1,4 +1,4 @@
-"""lrowatch's benchmarks (`make bench`, `python -m bench [--quick] [--only p1,p2,p3,cold]`).
+"""lrowatch's benchmarks (`make bench`, `python -m bench [--quick] [--only p1,p2,p3,cold,cadence]`).
 
 Not tests: they never fail the build; they print figures and write
 docs/benchmarks.md. Shared helpers for the benchmarks that need the emulators

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -155,6 +156,40 @@ def p3_section(r: dict) -> list[str]:
     return out + [""]
 
 
+def cadence_section(r: dict) -> list[str]:
+    cpu = ", ".join(f"{k} {v} s" for k, v in r["cpu_s"].items())
+    return [
+        "## Cadence: delay from due time to GET (one poll run)",
+        "",
+        f"Real Firestore and Pub/Sub emulators; simulator in its own process with no added latency. "
+        f"{r['operations']:,} operations whose next_poll_at fall due at random (fixed seed) over "
+        f"{r['spread_s']:g} s, the first {r['lead_s']:g} s after the run starts; one run, budget "
+        f"{r['budget_s']:g} s, concurrency {r['concurrency']}. Each operation has finished in the simulator, "
+        "so it is polled once, at the due time written by the benchmark (not one computed by the code "
+        "measured), and every GET is a state change (claim, GET, record + outbox, publish). Delay = the "
+        "wall-clock start of the operation's GET (a wrapper around the API client) minus its due time; the "
+        "run's own RunSummary lag (taken just before the GET) is shown beside it. Not saturated = GETs in "
+        "flight never reached the concurrency limit.",
+        "",
+        f"Goal: {r['goal']}.",
+        "",
+        "| ops polled | GETs | due→GET p50 s | p95 s | max s | min s | summary lag p50 / p95 s | "
+        "peak GETs in flight | saturated | result |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        f"| {r['polled_ops']:,} / {r['operations']:,} | {r['gets']:,} | {r['delay_p50_s']:.3f} | "
+        f"{r['delay_p95_s']:.3f} | {r['delay_max_s']:.3f} | {r['delay_min_s']:.3f} | "
+        f"{_f(r['summary_lag_p50_s'], 3)} / {_f(r['summary_lag_p95_s'], 3)} | "
+        f"{r['peak_in_flight']} / {r['concurrency']} | {'no' if r['unsaturated'] else 'yes'} | "
+        f"**{r['verdict']}** |",
+        "",
+        f"The run lasted {r['wall_s']:.1f} s and stopped {r['ended_after_last_due_s']:.2f} s after the last "
+        f"operation fell due (nothing else due within its budget); changed {r['changed']:,}, published "
+        f"{r['published']:,}, errors {r['errors']}, lost claims {r['lost_claims']}, GETs before their due "
+        f"time {r['early_gets']}. CPU used during the run: {cpu}.",
+        "",
+    ]
+
+
 def cold_section(r: dict) -> list[str]:
     return [
         "## Cold start (`import main`)",
@@ -177,7 +212,43 @@ def cold_section(r: dict) -> list[str]:
     ]
 
 
+KEYS = ("p1", "p2", "p3", "cold", "cadence")
+TITLES = {"p1": "P1 throughput", "p2": "P2 lag and cost", "p3": "P3 memory", "cold": "Cold start",
+          "cadence": "Cadence (due → GET)"}
+# How each benchmark's section heading begins (its own heading, or `## {title}` when it failed).
+HEADINGS = {"p1": "## P1 ", "p2": "## P2 ", "p3": "## P3 ", "cold": "## Cold start", "cadence": "## Cadence"}
+_KEPT = re.compile(r"^- (.+): kept from an earlier run \(measured (.+?); code (.+)\)$")
+
+
+def _previous(path: Path) -> dict[str, dict]:
+    """What the report already there says per benchmark: summary row, section, and when it was measured.
+
+    `--only` runs some benchmarks; the others keep their rows and sections from here, unchanged.
+    """
+    try:
+        text = path.read_text()
+    except OSError:
+        return {}
+    head, *chunks = text.split("\n## ")
+    header = head.splitlines()
+    date = next((l[len("- Date: "):] for l in header if l.startswith("- Date: ")), "?")
+    mode = next((l[len("- Mode: "):].split(";")[0] for l in header if l.startswith("- Mode: ")), "?")
+    code = next((l[len("- Code measured: "):] for l in header if l.startswith("- Code measured: ")), "?")
+    kept = {m.group(1): (m.group(2), m.group(3)) for m in map(_KEPT.match, header) if m}
+    out = {}
+    for key in KEYS:
+        row = next((l for l in header if l.startswith(f"| {TITLES[key]} |")), None)
+        section = next((("## " + c).rstrip("\n").split("\n") + [""] for c in chunks
+                        if ("## " + c).startswith(HEADINGS[key])), None)
+        if row is None or section is None:
+            continue
+        measured, measured_code = kept.get(TITLES[key], (f"{date}, {mode}", code))
+        out[key] = {"row": row, "section": section, "measured": measured, "code": measured_code}
+    return out
+
+
 def write(results: dict, quick: bool, elapsed_s: float, path: Path = REPORT) -> Path:
+    previous = {k: v for k, v in _previous(path).items() if k not in results}
     lines = [
         "# Benchmarks",
         "",
@@ -190,6 +261,10 @@ def write(results: dict, quick: bool, elapsed_s: float, path: Path = REPORT) -> 
         f"- Code measured: {_code_version()}",
         "- The poll service is built by functions.wiring.build, as main.py builds it. Figures on a shared "
         "2-core machine move with whatever else runs on it (the emulators' JVMs compete with the poller).",
+    ]
+    lines += [f"- {TITLES[key]}: kept from an earlier run (measured {previous[key]['measured']}; "
+              f"code {previous[key]['code']})" for key in KEYS if key in previous]
+    lines += [
         "",
         "| benchmark | goal | result |",
         "|---|---|---|",
@@ -204,20 +279,27 @@ def write(results: dict, quick: bool, elapsed_s: float, path: Path = REPORT) -> 
         "p3": lambda r: (f"growth {r['growth']:.2f}×, peak {max(x['peak_rss_mb'] for x in r['sizes']):.0f} MB → "
                          f"{r['verdict']}") if "growth" in r else r["verdict"],
         "cold": lambda r: f"{r['ratio']:.2f}×, no network: {r['no_network']} → {r['verdict']}",
+        "cadence": lambda r: (f"p50 {r['delay_p50_s']:.3f} s, p95 {r['delay_p95_s']:.3f} s, max "
+                              f"{r['delay_max_s']:.3f} s; peak {r['peak_in_flight']}/{r['concurrency']} GETs "
+                              f"in flight → {r['verdict']}"),
     }
-    titles = {"p1": "P1 throughput", "p2": "P2 lag and cost", "p3": "P3 memory", "cold": "Cold start"}
-    for key in ("p1", "p2", "p3", "cold"):
+    for key in KEYS:
         if key in results:
             r = results[key]
             text = f"error: {r['error']}" if "error" in r else summary[key](r)
-            lines.append(f"| {titles[key]} | {r.get('goal', '')} | {text} |")
+            lines.append(f"| {TITLES[key]} | {r.get('goal', '')} | {text} |")
+        elif key in previous:
+            lines.append(previous[key]["row"])
     lines.append("")
-    sections = {"p1": p1_section, "p2": p2_section, "p3": p3_section, "cold": cold_section}
-    for key in ("p1", "p2", "p3", "cold"):
+    sections = {"p1": p1_section, "p2": p2_section, "p3": p3_section, "cold": cold_section,
+                "cadence": cadence_section}
+    for key in KEYS:
         if key in results and "error" not in results[key]:
             lines += sections[key](results[key])
         elif key in results:
-            lines += [f"## {titles[key]}", "", f"Failed to run: `{results[key]['error']}`", ""]
+            lines += [f"## {TITLES[key]}", "", f"Failed to run: `{results[key]['error']}`", ""]
+        elif key in previous:
+            lines += previous[key]["section"]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
     return path
