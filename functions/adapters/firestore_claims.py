@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry, if_exception_type
 
-from functions.adapters.firestore_store import LOST_RACE, FirestoreStore
+from functions.adapters.firestore_store import LOST_RACE, SideCollection
 from functions.domain.errors import TransientError
 
 ACQUIRED, DONE, BUSY = "acquired", "done", "busy"
@@ -41,17 +41,7 @@ class ClaimsUnavailable(TransientError):
     """The claims collection could not be read or written: retry the delivery later."""
 
 
-class FirestoreClaims:
-    def __init__(self, store: FirestoreStore, collection: str):
-        self._store = store
-        self._collection = collection
-
-    @property
-    def client(self):
-        return self._store.client
-
-    def _doc(self, key: str):
-        return self.client.collection(self._collection).document(key)
+class FirestoreClaims(SideCollection):
 
     def claim(self, key: str, now: datetime, expires_s: float) -> str:
         """ACQUIRED, DONE or BUSY for the effect named `key`."""

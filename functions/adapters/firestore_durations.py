@@ -8,16 +8,11 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from functions.adapters.firestore_store import SideCollection
 from functions.domain.adaptive import DurationStats
 
 
-class FirestoreDurations:
-    def __init__(self, store, collection: str):
-        self._store = store
-        self._collection = collection
-
-    def _doc(self, key: str):
-        return self._store.client.collection(self._collection).document(key)
+class FirestoreDurations(SideCollection):
 
     def read(self, keys: Iterable[str]) -> dict[str, DurationStats]:
         """The summaries that exist among `keys`, in one batched read."""
@@ -25,7 +20,7 @@ class FirestoreDurations:
         if not refs:
             return {}
         return {s.id: DurationStats.from_dict(s.to_dict())
-                for s in self._store.client.get_all(refs) if s.exists}
+                for s in self.client.get_all(refs) if s.exists}
 
     def add(self, additions: dict[str, DurationStats]) -> None:
         """Add each summary's counts to its document (created on first use)."""
@@ -33,7 +28,7 @@ class FirestoreDurations:
 
         if not additions:
             return
-        batch = self._store.client.batch()
+        batch = self.client.batch()
         for key, stats in additions.items():
             if stats.count <= 0:
                 continue

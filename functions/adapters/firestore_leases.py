@@ -13,7 +13,7 @@ from datetime import datetime
 
 from google.api_core import exceptions as gexc
 
-from functions.adapters.firestore_store import LOST_RACE
+from functions.adapters.firestore_store import LOST_RACE, SideCollection
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.~-]")
 
@@ -23,13 +23,7 @@ def lease_key(*parts: str) -> str:
     return _UNSAFE.sub("_", "-".join(parts))[:1400]
 
 
-class FirestoreLeases:
-    def __init__(self, store, collection: str):
-        self._store = store
-        self._collection = collection
-
-    def _doc(self, key: str):
-        return self._store.client.collection(self._collection).document(key)
+class FirestoreLeases(SideCollection):
 
     def acquire(self, key: str, holder: str, now: datetime, until: datetime, **fields) -> bool:
         """True when `holder` now holds `key` until `until`; False while another holder's lease runs."""
@@ -47,7 +41,7 @@ class FirestoreLeases:
         if current.get("holder") != holder and current.get("expires_at") and current["expires_at"] > now:
             return False
         try:  # expired (its holder crashed or finished): take it over
-            ref.update(doc, option=self._store.client.write_option(last_update_time=snapshot.update_time))
+            ref.update(doc, option=self.client.write_option(last_update_time=snapshot.update_time))
             return True
         except LOST_RACE:
             return False
@@ -57,7 +51,7 @@ class FirestoreLeases:
         snapshot = self._doc(key).get()
         if snapshot.exists and snapshot.get("holder") == holder:
             self._doc(key).update({"expires_at": until, **fields},
-                                  option=self._store.client.write_option(last_update_time=snapshot.update_time))
+                                  option=self.client.write_option(last_update_time=snapshot.update_time))
 
     def get(self, key: str) -> dict | None:
         snapshot = self._doc(key).get()

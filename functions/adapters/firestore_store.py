@@ -323,3 +323,17 @@ def _decode_token(token: str) -> str:
         raise InvalidArgument("page_token is not valid")
     return value
 
+
+class SideCollection:
+    """A collection beside the records' (claims, leases, durations), on the store's lazy client."""
+
+    def __init__(self, store: FirestoreStore, collection: str):
+        self._store = store
+        self._collection = collection
+
+    @property
+    def client(self):
+        return self._store.client
+
+    def _doc(self, key: str):
+        return self.client.collection(self._collection).document(key)
