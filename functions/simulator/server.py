@@ -306,6 +306,7 @@ class Handler(BaseHTTPRequestHandler):
         self.query = parse_qs(url.query)
         path = unquote(url.path)
         self._status, self._fault = None, None
+        self._method, self._path, self._recorded = method, path, False
         try:
             self.body = self._read_body()
             if path.startswith("/_sim/") or path == "/_sim":
@@ -315,10 +316,15 @@ class Handler(BaseHTTPRequestHandler):
         except HttpError as exc:
             self._send(exc.status, exc.body(), exc.headers)
         finally:
-            if not path.startswith("/_sim"):
-                self._record(method, path)
+            self._record()
 
-    def _record(self, method: str, path: str) -> None:
+    def _record(self) -> None:
+        """Log a Google-shaped request once, before its response leaves (a client that has
+        its answer must find it in the log), or at the end when no response is sent."""
+        if self._recorded or self._path.startswith("/_sim"):
+            return
+        self._recorded = True
+        method, path = self._method, self._path
         headers = {k.lower(): ("present" if k.lower() == "authorization" else v)
                    for k, v in self.headers.items()}
         self.state.record({"method": method, "path": path, "query": urlsplit(self.path).query,
@@ -340,6 +346,7 @@ class Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, body: Any, headers: dict | None = None, raw: bytes | None = None) -> None:
         data = raw if raw is not None else json.dumps(body).encode()
         self._status = status
+        self._record()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=UTF-8")
         self.send_header("Content-Length", str(len(data)))
