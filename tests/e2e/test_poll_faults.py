@@ -88,8 +88,18 @@ def _tap(stack: LocalStack) -> str:
 
 
 def _events(stack: LocalStack, expect: int, timeout: float = 30) -> list[dict]:
-    got = [m.json() for m in stack.topology.pull_all("tap", timeout=timeout, expect=expect)]
-    return [e for e in got if e.get("type") == "lro.state_changed"]
+    """State-change events until `expect` distinct (operation, sequence) pairs arrived: a
+    republished event (the same event_id again) is a duplicate and must not count twice."""
+    events: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        distinct = {e["event_id"] for e in events}
+        if len(distinct) >= expect:
+            break
+        got = stack.topology.pull_all("tap", timeout=min(5.0, deadline - time.monotonic()),
+                                      expect=expect - len(distinct))
+        events += [e for e in (m.json() for m in got) if e.get("type") == "lro.state_changed"]
+    return events
 
 
 def _assert_complete(records: dict, by_id: dict, events: list[dict]) -> None:
