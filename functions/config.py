@@ -101,6 +101,14 @@ class Settings:
     def claims_collection(self) -> str:
         return f"{self.collection}_claims"
 
+    @property
+    def leases_collection(self) -> str:
+        return f"{self.collection}_leases"
+
+    @property
+    def durations_collection(self) -> str:
+        return f"{self.collection}_durations"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env

@@ -45,12 +45,12 @@ def build(settings: Settings) -> Services:
     publisher = Publisher()
     api = OperationsApi(settings.api_base_url, pool_size=settings.poll_concurrency)
     notifier = Notifier(publisher, settings)
-    leases = FirestoreLeases(store, f"{settings.collection}_leases")
+    leases = FirestoreLeases(store, settings.leases_collection)
     return Services(
         settings=settings,
         submit=SubmitService(settings, store, publisher),
         poll=PollService(settings, store, api, publisher, leases=leases,
-                         durations=FirestoreDurations(store, f"{settings.collection}_durations"),
+                         durations=FirestoreDurations(store, settings.durations_collection),
                          discovery=Discovery(settings, store, leases, api), fan_out=True),
         handle=HandleService(settings, store, FirestoreClaims(store, settings.claims_collection), api,
                              publisher, notifier),

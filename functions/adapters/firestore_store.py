@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import base64
 import logging
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterator
 
 from google.api_core import exceptions as gexc
 
+from functions.adapters.lazy import Lazy
 from functions.domain.errors import InvalidArgument
 from functions.domain.events import Message, outbox_id
 from functions.domain.record import Record
@@ -46,17 +46,16 @@ class FirestoreStore:
     def __init__(self, project: str, collection: str, client=None):
         self._project = project
         self._collection = collection
-        self._client = client
-        self._lock = threading.Lock()
+        self._client = Lazy(self._new_client, client)
+
+    def _new_client(self):
+        from google.cloud import firestore
+
+        return firestore.Client(project=self._project)
 
     @property
     def client(self):
-        with self._lock:  # built lazily: no network work at import
-            if self._client is None:
-                from google.cloud import firestore
-
-                self._client = firestore.Client(project=self._project)
-            return self._client
+        return self._client.get()
 
     def _records(self):
         return self.client.collection(self._collection)

@@ -7,20 +7,17 @@ carried elsewhere. With LRO_API_BASE_URL set (local/testing), requests go to
 """
 from __future__ import annotations
 
-import logging
 import re
-import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import requests
 from requests.adapters import HTTPAdapter
 
+from functions.adapters.lazy import Lazy
 from functions.domain.errors import ApiUnavailable
 from functions.domain.names import OperationRef
 from functions.domain.tracking import ApiFailure
-
-log = logging.getLogger(__name__)
 
 TRANSIENT_HTTP = frozenset({408, 429, 500, 502, 503, 504})
 _GOOGLE_HOST = re.compile(r"^[a-z0-9-]+\.googleapis\.com$")
@@ -41,22 +38,15 @@ class OperationsApi:
         self._base_url = base_url.rstrip("/") if base_url else None
         self._timeout = timeout_s
         self._pool_size = pool_size
-        self._session_factory = session_factory or self._default_session
-        self._session: requests.Session | None = None
-        self._lock = threading.Lock()
+        self._session: Lazy[requests.Session] = Lazy(session_factory or self._default_session)
 
     # Session ---------------------------------------------------------------
     @property
     def session(self) -> requests.Session:
-        with self._lock:  # built lazily: importing main.py must do no auth work
-            if self._session is None:
-                self._session = self._session_factory()
-            return self._session
+        return self._session.get()
 
     def _default_session(self) -> requests.Session:
-        if self._base_url:
-            log.warning("LRO_API_BASE_URL is set: Operations API calls go to %s without credentials",
-                        self._base_url)
+        if self._base_url:  # local/testing: wiring logs the start-up WARNING once
             session = requests.Session()
         else:
             import google.auth

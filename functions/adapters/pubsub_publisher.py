@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import logging
-import threading
 from concurrent.futures import Future, TimeoutError as FutureTimeout
 from typing import Sequence
 
+from functions.adapters.lazy import Lazy
 from functions.domain.events import Message
 
 log = logging.getLogger(__name__)
@@ -26,20 +26,11 @@ class Publisher:
             predicate=if_exception_type(gexc.Aborted, gexc.DeadlineExceeded, gexc.InternalServerError,
                                         gexc.ResourceExhausted, gexc.ServiceUnavailable, gexc.Unknown),
             initial=0.1, maximum=2.0, multiplier=1.5, timeout=timeout_s)
-        self._client = None
-        self._lock = threading.Lock()
+        self._client = Lazy(_publisher_client)
 
     @property
     def client(self):
-        with self._lock:  # built lazily: cold starts must not pay for it
-            if self._client is None:
-                from google.cloud import pubsub_v1
-
-                self._client = pubsub_v1.PublisherClient(
-                    batch_settings=pubsub_v1.types.BatchSettings(max_messages=500, max_latency=0.01),
-                    publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True),
-                )
-            return self._client
+        return self._client.get()
 
     def publish(self, topic: str, messages: Sequence[Message]) -> list[str | Exception]:
         """Publish all, wait for all; one message id or exception per message, in order.
@@ -87,3 +78,12 @@ class Publisher:
         if isinstance(result, Exception):
             raise result
         return result
+
+
+def _publisher_client():
+    from google.cloud import pubsub_v1
+
+    return pubsub_v1.PublisherClient(
+        batch_settings=pubsub_v1.types.BatchSettings(max_messages=500, max_latency=0.01),
+        publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True),
+    )

@@ -26,7 +26,7 @@ def env(emulators, simulator, project_id):
     settings = Settings(project=project_id, api_base_url=simulator.base_url, poll_budget_s=10)
     create_topics(project_id, "lro-events", "lro-commands")
     store = FirestoreStore(project_id, settings.collection)
-    leases = FirestoreLeases(store, f"{settings.collection}_leases")
+    leases = FirestoreLeases(store, settings.leases_collection)
     api = OperationsApi(simulator.base_url)
 
     def poll(**kw):
@@ -84,7 +84,7 @@ def test_watch_scopes_track_listed_operations_once_with_source_watch(env):
 
 def test_a_new_operation_of_a_known_kind_waits_for_its_expected_finish_before_its_first_get(env):
     settings, store, leases, api, sim, poll = env
-    durations = FirestoreDurations(store, f"{settings.collection}_durations")
+    durations = FirestoreDurations(store, settings.durations_collection)
     op = sim.create(kind="documentai", running_s=60)
     record, _ = SubmitService(settings, store, Publisher()).submit(
         {"url": op["url"], "policy": {"initial_delay_s": 0, "max_delay_s": 120}})
