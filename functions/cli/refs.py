@@ -7,21 +7,18 @@ validates everything again; this only shapes the request and infers what it can.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from typing import Any
 
 from functions.cli.errors import UsageError
 from functions.domain.errors import InvalidArgument
-from functions.domain.names import REGISTRY, build_ref, parse_url
+from functions.domain.names import REGISTRY, build_ref, is_api_version, is_operation_id, parse_url
 
-_ID = re.compile(r"^[0-9a-f]{32}$")
-_VERSION = re.compile(r"^v[0-9]{1,2}((p[0-9]{1,2})?(alpha|beta)[0-9]{0,2})?$")
 
 
 def operation_id(value: str, service: str | None = None) -> str:
     """A record id from an id, a doc-style URL, or a name with --service."""
-    if _ID.match(value):
+    if is_operation_id(value):
         return value
     try:
         if value.startswith("https://"):
@@ -59,7 +56,7 @@ def service_of_type(type_url: str) -> tuple[str | None, str | None]:
     `…/google.firestore.admin.v1.…` → ("firestore", "v1"). Unknown packages → (None, None)."""
     package = type_url.rsplit("/", 1)[-1].split(".")[:-1]  # drop the message name
     service = next((part for part in package if part in REGISTRY), None)
-    version = next((part for part in package if _VERSION.match(part)), None)
+    version = next((part for part in package if is_api_version(part)), None)
     return service, (version if service else None)
 
 

@@ -47,6 +47,7 @@ REGISTRY: dict[str, Service] = {
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_~.-]{0,254}\Z")
 _LOCATION = re.compile(r"^[a-z][a-z0-9-]{0,61}[a-z0-9]\Z")
+_OPERATION_ID = re.compile(r"^[0-9a-f]{32}\Z")
 _VERSION = re.compile(r"^v[0-9]{1,2}(?:(?:p[0-9]{1,2})?(?:alpha|beta)[0-9]{0,2})?\Z")
 
 
@@ -75,6 +76,16 @@ class OperationRef:
 def operation_id(service: str, name: str) -> str:
     """Stable record id: names hold slashes and may be long, so ids are digests."""
     return hashlib.sha256(f"{service}\n{name}".encode()).hexdigest()[:32]
+
+
+def is_operation_id(value: object) -> bool:
+    """True for a record id as `operation_id` makes them (32 lowercase hex)."""
+    return isinstance(value, str) and bool(_OPERATION_ID.match(value))
+
+
+def is_api_version(value: object) -> bool:
+    """True for an API version segment such as v1, v1beta2 or v3p1beta1."""
+    return isinstance(value, str) and bool(_VERSION.match(value))
 
 
 def resolve_service(value: object) -> Service:
@@ -122,7 +133,7 @@ def location_of(name: str) -> str | None:
 def validate_version(value: object, service: Service) -> str:
     if value is None:
         return service.default_version
-    if not isinstance(value, str) or not _VERSION.match(value):
+    if not is_api_version(value):
         raise InvalidArgument("api_version must look like v1, v1beta2 or v3p1beta1")
     return value
 

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from typing import Any, Callable, Mapping
 
 from functions.config import Settings
 from functions.domain import events
 from functions.domain.errors import InvalidArgument, TransientError
-from functions.domain.names import build_ref
+from functions.domain.names import build_ref, is_operation_id
 from functions.domain.record import Record, rfc3339, utcnow
 from functions.domain.states import State
 
@@ -35,7 +34,6 @@ CLAIM_KEEP_DAYS = 8
 ALERTING = frozenset({State.FAILED, State.EXPIRED, State.TIMED_OUT})
 # Message types on our topics that handle does not act on.
 SKIPPED = frozenset({events.CANCEL_OUTCOME, "lro.notification"})
-_OPERATION_ID = re.compile(r"^[0-9a-f]{32}\Z")  # names.OperationRef.id; also safe as a claim key
 
 
 class PoisonMessage(Exception):
@@ -199,7 +197,7 @@ def _log_terminal(record: Record, eid: str) -> dict:
 def _operation_id(data: Mapping) -> str:
     operation = data.get("operation")
     operation_id = data.get("id") or (operation.get("id") if isinstance(operation, Mapping) else None)
-    if isinstance(operation_id, str) and _OPERATION_ID.match(operation_id):
+    if is_operation_id(operation_id):  # also safe as a claim key
         return operation_id
     if data.get("name") and data.get("service"):
         try:

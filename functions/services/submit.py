@@ -2,20 +2,18 @@
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any, Callable, Mapping
 
 from functions.config import Settings
 from functions.domain import events
 from functions.domain.errors import InvalidArgument, NotFound
-from functions.domain.names import resolve_service
+from functions.domain.names import is_operation_id, resolve_service
 from functions.domain.record import Record, utcnow
 from functions.domain.states import State
 from functions.domain.submission import parse_submission
 
 log = logging.getLogger(__name__)
 
-_ID = re.compile(r"^[0-9a-f]{32}$")
 MAX_PAGE = 500
 
 
@@ -41,7 +39,7 @@ class SubmitService:
         return stored, created
 
     def get(self, operation_id: str) -> Record:
-        if not _ID.match(operation_id):
+        if not is_operation_id(operation_id):
             raise NotFound(f"operation {operation_id[:80]!r} is not tracked")
         record = self._store.get(operation_id)
         if record is None:
