@@ -1,11 +1,7 @@
 """Small helpers for tests against the emulators."""
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
-
-from google.api_core import exceptions as gexc
 
 from functions.local.topology import ensure_topics as create_topics  # noqa: F401 (re-exported)
 
@@ -26,34 +22,20 @@ def count_records(project: str, collection: str = "lro_operations") -> int:
     return sum(1 for _ in firestore.Client(project=project).collection(collection).stream())
 
 
+def _topology(project: str):
+    from functions.config import Settings
+    from functions.local.topology import Topology
+
+    return Topology(Settings(project=project))
+
+
 def pull_subscription(project: str, topic: str, name: str) -> str:
-    from google.cloud import pubsub_v1
-
-    create_topics(project, topic)
-    path = f"projects/{project}/subscriptions/{name}"
-    try:
-        pubsub_v1.SubscriberClient().create_subscription(request={
-            "name": path, "topic": f"projects/{project}/topics/{topic}", "enable_message_ordering": True})
-    except gexc.AlreadyExists:
-        pass
-    return path
-
-
-def pull_raw(project: str, subscription: str, expect: int, timeout_s: float = 10.0) -> list:
-    """Pull until `expect` messages arrived (or the timeout), acknowledging them."""
-    from google.cloud import pubsub_v1
-
-    subscriber = pubsub_v1.SubscriberClient()
-    path = f"projects/{project}/subscriptions/{subscription}"
-    messages, deadline = [], time.monotonic() + timeout_s
-    while len(messages) < expect and time.monotonic() < deadline:
-        response = subscriber.pull(request={"subscription": path, "max_messages": 100}, timeout=5)
-        if response.received_messages:
-            subscriber.acknowledge(request={"subscription": path,
-                                            "ack_ids": [m.ack_id for m in response.received_messages]})
-        messages += [m.message for m in response.received_messages]
-    return messages
+    """An ordered pull subscription on `topic` (created with it if missing)."""
+    with _topology(project) as topology:
+        return topology.create_pull_subscription(topic, name, ordering=True)
 
 
 def pull_messages(project: str, subscription: str, expect: int, timeout_s: float = 10.0) -> list[dict]:
-    return [json.loads(m.data) for m in pull_raw(project, subscription, expect, timeout_s)]
+    """Decoded data of the messages pulled (and acked) until `expect` arrived or the timeout."""
+    with _topology(project) as topology:
+        return [m.json() for m in topology.pull_all(subscription, timeout=timeout_s, expect=expect)]
