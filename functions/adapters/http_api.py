@@ -12,7 +12,7 @@ from typing import Any
 
 from google.api_core import exceptions as gexc
 
-from functions.adapters.pubsub_push import Undecodable, envelope_message, message_id_of
+from functions.adapters.pubsub_push import Undecodable, drop_poison, envelope_message
 from functions.domain import runs
 from functions.domain.errors import (
     InvalidArgument, LroError, MethodNotAllowed, NotFound, PayloadTooLarge, TransientError,
@@ -85,11 +85,8 @@ def _shard_message(envelope: dict, service) -> Response:
                                   '"budget_s": N, "requested_at": T}')
         budget, shard = _run_args({k: v for k, v in data.items() if k not in ("type", "requested_at")})
     except (Undecodable, InvalidArgument) as exc:
-        reason = getattr(exc, "message", None) or str(exc)
-        log.error("dropping a poll message that can never be handled: %s", reason, extra={
-            "message_id": message_id_of(envelope), "reason": type(exc).__name__,
-            "subscription": envelope.get("subscription"), "delivery_attempt": envelope.get("deliveryAttempt")})
-        return _json({"dropped": reason[:300]})
+        drop_poison(envelope, exc)
+        return _json({"dropped": (getattr(exc, "message", None) or str(exc))[:300]})
     return _json(service.run(budget, shard).to_json())
 
 

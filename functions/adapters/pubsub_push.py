@@ -43,24 +43,34 @@ def message_id_of(envelope: dict) -> str:
     return str(message.get("messageId") or message.get("message_id") or "")
 
 
+def delivery_context(envelope: dict) -> dict:
+    """What finds a push delivery again in the logs: message id, subscription, attempt."""
+    return {"message_id": message_id_of(envelope), "subscription": envelope.get("subscription"),
+            "delivery_attempt": envelope.get("deliveryAttempt")}
+
+
+def drop_poison(envelope: dict, exc: Exception) -> None:
+    """Log at ERROR a message that can never be handled; the caller then acknowledges it."""
+    reason = getattr(exc, "message", None) or str(exc)
+    log.error("dropping a message that can never be handled: %s", reason,
+              extra={"reason": type(exc).__name__, **delivery_context(envelope)})
+
+
 def deliver(cloud_event, work: Callable[[Any], Any], poison: tuple[type[Exception], ...] = ()) -> Any:
     """Run `work(data)`: poison is logged at ERROR and acknowledged (2xx); anything
     else is logged at WARNING and re-raised, so the push gets a 5xx and Pub/Sub
     redelivers it (after the subscription's max attempts: its dead-letter topic)."""
     envelope = cloud_event.data if isinstance(cloud_event.data, dict) else {}
-    context = {"subscription": envelope.get("subscription"), "delivery_attempt": envelope.get("deliveryAttempt")}
-    message_id = message_id_of(envelope)
     try:
-        data, _attributes, _ = message_of(cloud_event)
+        data, _attributes, _ = envelope_message(envelope)
         outcome = work(data)
     except (Undecodable, InvalidArgument, *poison) as exc:
-        log.error("dropping a message that can never be handled: %s", exc, extra={
-            "message_id": message_id, "reason": type(exc).__name__, **context})
+        drop_poison(envelope, exc)
         return None
     except Exception as exc:
         log.warning("transient failure, asking Pub/Sub to redeliver: %s", str(exc)[:300], extra={
-            "message_id": message_id, "reason": type(exc).__name__, **context})
+            "reason": type(exc).__name__, **delivery_context(envelope)})
         raise
     if isinstance(outcome, str):  # handle's verdict ("completed", "duplicate", ...): worth a line
-        log.info("message handled: %s", outcome, extra={"message_id": message_id, "outcome": outcome, **context})
+        log.info("message handled: %s", outcome, extra={"outcome": outcome, **delivery_context(envelope)})
     return outcome
