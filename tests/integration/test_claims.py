@@ -53,35 +53,29 @@ def test_an_in_progress_claim_has_no_result(claims):
     assert claims.result("effect-5") is None and claims.result("never-claimed") is None
 
 
-def test_of_ten_concurrent_claimants_exactly_one_acquires(claims):
-    now, results, barrier = utcnow(), [], threading.Barrier(10)
+def _claim_concurrently(claims, key: str, times: int = 10) -> list[str]:
+    """`times` threads claim `key` at the same instant; their verdicts."""
+    now, results, barrier = utcnow(), [], threading.Barrier(times)
 
     def contend():
         barrier.wait()
-        results.append(claims.claim("effect-6", now, 60))
+        results.append(claims.claim(key, now, 60))
 
-    threads = [threading.Thread(target=contend) for _ in range(10)]
+    threads = [threading.Thread(target=contend) for _ in range(times)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(results) == [ACQUIRED] + [BUSY] * 9
+    return results
+
+
+def test_of_ten_concurrent_claimants_exactly_one_acquires(claims):
+    assert sorted(_claim_concurrently(claims, "effect-6")) == [ACQUIRED] + [BUSY] * 9
 
 
 def test_of_ten_concurrent_takeovers_of_an_expired_claim_exactly_one_acquires(claims):
     claims.claim("effect-7", utcnow() - timedelta(minutes=10), 60)
-    now, results, barrier = utcnow(), [], threading.Barrier(10)
-
-    def contend():
-        barrier.wait()
-        results.append(claims.claim("effect-7", now, 60))
-
-    threads = [threading.Thread(target=contend) for _ in range(10)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert results.count(ACQUIRED) == 1
+    assert _claim_concurrently(claims, "effect-7").count(ACQUIRED) == 1
 
 
 def test_an_unreachable_store_fails_within_seconds_as_claims_unavailable(monkeypatch, project_id):
