@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from functions.domain import items
 from functions.domain.record import Record, rfc3339
 
 STATE_CHANGED = "lro.state_changed"
@@ -88,12 +89,19 @@ def state_changed(record: Record, previous_state: str, observed_at: datetime) ->
         "submitted_at": rfc3339(record.submitted_at),
         "observed_at": rfc3339(observed_at),
     }
+    data.update(record.eta_json())
     if record.items is not None:
-        data["items"] = record.items
+        data["items"] = _items(record)
     payload = len(json.dumps([data["metadata"], data["response"]], separators=(",", ":")))
     if record.truncated or payload > EVENT_PAYLOAD_LIMIT:
         data["metadata"], data["response"], data["truncated"] = {}, {}, True
     return Message(data, _attributes(STATE_CHANGED, eid, record), ordering_key=record.id)
+
+
+def _items(record: Record) -> dict:
+    """The counts, and the first few failed items so a consumer can act without another read."""
+    first = items.first_failed(record.failed_items)
+    return {**record.items, "first_failed": first} if first else dict(record.items)
 
 
 def cancel_outcome(record: Record, outcome: dict, observed_at: datetime) -> Message:

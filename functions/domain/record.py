@@ -19,7 +19,8 @@ from functions.domain.states import State
 # The record keeps API JSON up to this size each (metadata, response);
 # larger payloads are dropped and flagged truncated.
 RECORD_JSON_LIMIT = 256 * 1024
-_JSON_FIELDS = ("metadata", "response", "error", "last_error", "items", "cancel", "completion")
+_JSON_FIELDS = ("metadata", "response", "error", "last_error", "items", "cancel", "completion",
+                "failed_items", "progress_samples")
 
 
 def utcnow() -> datetime:
@@ -57,6 +58,12 @@ class Record:
     progress_percent: int | None = None
     error: dict | None = None
     items: dict | None = None
+    failed_items: list | None = None  # the first failed items (functions.domain.items), served by GET …/items
+    progress_samples: list | None = None  # [[epoch_s, percent], …] for the ETA (functions.domain.eta)
+    eta: datetime | None = None
+    eta_low: datetime | None = None
+    eta_high: datetime | None = None
+    eta_basis: str | None = None  # progress | history | both
     metadata: dict | None = None
     response: dict | None = None
     truncated: bool = False
@@ -124,6 +131,7 @@ class Record:
             "progress_percent": self.progress_percent,
             "error": self.error,
             "items": self.items,
+            **self.eta_json(),
             "metadata": self.metadata,
             "response": self.response,
             "truncated": self.truncated,
@@ -146,6 +154,13 @@ class Record:
             "deadline_at": rfc3339(self.deadline_at),
             "completed_at": rfc3339(self.completed_at),
         }
+
+    def eta_json(self) -> dict:
+        """The completion estimate's public fields; none of them when there is no estimate."""
+        if self.eta is None:
+            return {}
+        return {"eta": rfc3339(self.eta), "eta_low": rfc3339(self.eta_low), "eta_high": rfc3339(self.eta_high),
+                "eta_basis": self.eta_basis}
 
 
 def fits(value: Any, limit: int = RECORD_JSON_LIMIT) -> bool:

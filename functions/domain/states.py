@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
+
+from functions.domain import items
 
 
 class State(str, enum.Enum):
@@ -51,6 +53,7 @@ class Observation:
     items: dict | None
     metadata: dict | None
     response: dict | None
+    failed_items: list = field(default_factory=list)  # the first failed items (functions.domain.items)
 
 
 def advance(current: State, observed: State) -> State:
@@ -85,26 +88,8 @@ def progress_of(metadata: Mapping[str, Any] | None) -> int | None:
 
 
 def items_of(metadata: Mapping[str, Any] | None, response: Mapping[str, Any] | None) -> dict | None:
-    """Per-item outcome summary: Document AI statuses, Vision import statuses."""
-    statuses: list = []
-    review_errors = 0
-    if isinstance(metadata, Mapping) and isinstance(metadata.get("individualProcessStatuses"), list):
-        for entry in metadata["individualProcessStatuses"]:
-            if not isinstance(entry, Mapping):
-                continue
-            statuses.append(entry.get("status") or {})
-            review = entry.get("humanReviewStatus")
-            if isinstance(review, Mapping) and review.get("state") == "ERROR":
-                review_errors += 1
-    elif isinstance(response, Mapping) and isinstance(response.get("statuses"), list):
-        statuses = response["statuses"]
-    if not statuses:
-        return None
-    failed = sum(1 for s in statuses if isinstance(s, Mapping) and s.get("code", 0) not in (0, None))
-    items = {"total": len(statuses), "failed": failed}
-    if review_errors:
-        items["human_review_errors"] = review_errors
-    return items
+    """Per-item outcome summary: Document AI statuses, Vision import statuses (functions.domain.items)."""
+    return items.summary(metadata, response)
 
 
 def _as_status(error: Any) -> dict:
@@ -127,7 +112,7 @@ def normalise(operation: Mapping[str, Any]) -> Observation:
     provider_state = provider_state_of(metadata)
     upper = (provider_state or "").upper()
     progress = progress_of(metadata)
-    items = items_of(metadata, response)
+    per_item = items.results(metadata, response)
     done = operation.get("done") is True
     error = None
     if not done:
@@ -149,4 +134,5 @@ def normalise(operation: Mapping[str, Any]) -> Observation:
         error = {"code": CODE_UNKNOWN, "message": "operation finished with neither response nor error"}
     if state is State.SUCCEEDED:
         progress = 100
-    return Observation(state, done, provider_state, progress, error, items, metadata, response)
+    return Observation(state, done, provider_state, progress, error, per_item.summary, metadata, response,
+                       per_item.failed)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 
-from functions.domain import adaptive, events
+from functions.domain import adaptive, eta, events
 from functions.domain.adaptive import DurationStats
 from functions.domain.events import Message
 from functions.domain.policy import retry_delay
@@ -80,6 +80,7 @@ def _after_answer(record: Record, operation: Mapping[str, Any], now: datetime, r
         provider_state=seen.provider_state,
         progress_percent=seen.progress_percent,
         items=seen.items,
+        failed_items=seen.failed_items or None,
         error=seen.error if state in (State.FAILED, State.CANCELLED) else None,
         metadata=seen.metadata if keeps_payload else None,
         response=seen.response if keeps_payload else None,
@@ -89,8 +90,20 @@ def _after_answer(record: Record, operation: Mapping[str, Any], now: datetime, r
         consecutive_errors=0,
         last_error=None,
         next_poll_at=now + timedelta(seconds=_poll_delay(record, now, stats, rng)),
+        **_estimate(record, state, seen.progress_percent, now, stats),
     )
     return _with_event(record, updated, now, rules)
+
+
+def _estimate(record: Record, state: State, progress: int | None, now: datetime,
+              stats: DurationStats | None) -> dict:
+    """The completion estimate of a running operation, and the progress samples it rests on."""
+    if state is not State.RUNNING:
+        return {"progress_samples": None, **eta.NO_ESTIMATE}
+    samples = eta.add_sample(record.progress_samples, now.timestamp(), progress)
+    elapsed = (now - record.submitted_at).total_seconds()
+    estimate = eta.estimate(now, elapsed, samples, stats)
+    return {"progress_samples": samples, **(estimate.fields() if estimate else eta.NO_ESTIMATE)}
 
 
 def _poll_delay(record: Record, now: datetime, stats: DurationStats | None, rng) -> float:
@@ -140,6 +153,7 @@ def _with_event(before: Record, after: Record, now: datetime, rules: Rules) -> D
         after = after.with_changes(
             completed_at=now, done=after.done or after.state.terminal,
             expire_at=now + timedelta(days=rules.retention_days),
+            progress_samples=None, **eta.NO_ESTIMATE,
         )
     return Decision(after, events.state_changed(after, before.state.value, now))
 

@@ -156,7 +156,10 @@ def test_items_and_provider_state_are_recorded():
                           operation(done=True, metadata=metadata, response={}), LATER)
     assert decision.record.items == {"total": 2, "failed": 1, "human_review_errors": 1}
     assert decision.record.provider_state == "SUCCEEDED"
-    assert decision.event.data["items"] == decision.record.items
+    failed = {"index": 1, "input": "gs://in/doc-1.pdf", "status": {"code": 3, "message": "item failed"},
+              "human_review_status": {"state": "ERROR"}}
+    assert decision.record.failed_items == [failed]
+    assert decision.event.data["items"] == {**decision.record.items, "first_failed": [failed]}
 
 
 def test_vision_purge_answered_successful_ends_succeeded():

@@ -1,0 +1,194 @@
+"""functions.domain.eta: the completion estimate, one rule per test."""
+from __future__ import annotations
+
+import math
+import random
+from datetime import timedelta
+
+import pytest
+
+from functions.domain import eta
+from functions.domain.adaptive import MIN_SAMPLES, DurationStats
+from tests.unit.factories import NOW
+
+T0 = NOW.timestamp()
+
+
+def stats_of(durations):
+    stats = DurationStats()
+    for d in durations:
+        stats.add(d)
+    return stats
+
+
+def lognormal(n, median, sigma=0.3, seed=3):
+    rng = random.Random(seed)
+    return [median * math.exp(rng.gauss(0, sigma)) for _ in range(n)]
+
+
+def samples(*pairs):
+    return [[T0 + t, p] for t, p in pairs]
+
+
+# ---- samples kept on the record ----------------------------------------------------
+
+
+def test_a_sample_is_added_per_poll_that_reports_progress():
+    kept = eta.add_sample(None, T0, 10)
+    assert eta.add_sample(kept, T0 + 5, 20) == [[T0, 10], [T0 + 5, 20]]
+
+
+def test_a_poll_without_progress_adds_no_sample():
+    assert eta.add_sample(None, T0, None) is None
+    assert eta.add_sample([[T0, 10]], T0 + 5, None) == [[T0, 10]]
+
+
+def test_a_replayed_poll_at_the_same_time_adds_nothing():
+    assert eta.add_sample([[T0, 10]], T0, 12) == [[T0, 10]]
+
+
+def test_only_the_first_and_the_latest_samples_are_kept():
+    kept = None
+    for i in range(20):
+        kept = eta.add_sample(kept, T0 + i, i)
+    assert len(kept) == eta.SAMPLES_KEPT
+    assert kept[0] == [T0, 0]
+    assert [p for _, p in kept[1:]] == list(range(20 - eta.SAMPLES_KEPT + 1, 20))
+
+
+# ---- progress ----------------------------------------------------------------------
+
+
+def test_progress_extrapolates_linearly_to_100():
+    remaining = eta.from_progress(samples((0, 10), (100, 20)), T0 + 100)
+    assert remaining.median == pytest.approx(800)
+    assert remaining.low < remaining.median < remaining.high
+
+
+def test_one_sample_is_not_a_trend():
+    assert eta.from_progress(samples((0, 40)), T0) is None
+
+
+def test_stalled_progress_gives_no_estimate():
+    assert eta.from_progress(samples((0, 40), (60, 40), (120, 40)), T0 + 120) is None
+
+
+def test_queue_time_at_the_starting_percentage_is_not_counted_as_work():
+    # Queued at 0 % for 100 s, then 10 % per 10 s: 80 s left at 20 %, not 400 s.
+    remaining = eta.from_progress(samples((0, 0), (100, 0), (110, 10), (120, 20)), T0 + 120)
+    assert remaining.median == pytest.approx(80)
+
+
+def test_progress_at_100_percent_while_running_says_nothing():
+    assert eta.from_progress(samples((0, 50), (10, 100)), T0 + 10) is None
+
+
+def test_the_interval_narrows_as_the_work_nears_its_end():
+    early = eta.from_progress(samples((0, 10), (10, 20)), T0 + 10)
+    late = eta.from_progress(samples((0, 80), (10, 90)), T0 + 10)
+    assert late.sigma < early.sigma
+
+
+def test_a_changing_rate_widens_the_interval():
+    steady = eta.from_progress(samples((0, 10), (10, 20), (20, 30)), T0 + 20)
+    jumpy = eta.from_progress(samples((0, 10), (10, 12), (20, 30)), T0 + 20)
+    assert jumpy.sigma > steady.sigma
+
+
+def test_time_since_the_last_sample_is_subtracted():
+    at_sample = eta.from_progress(samples((0, 10), (100, 20)), T0 + 100)
+    later = eta.from_progress(samples((0, 10), (100, 20)), T0 + 300)
+    assert later.median == pytest.approx(at_sample.median - 200)
+
+
+# ---- history -----------------------------------------------------------------------
+
+
+def test_history_needs_enough_finished_operations():
+    assert eta.from_history(stats_of([600] * (MIN_SAMPLES - 1)), 0) is None
+    assert eta.from_history(None, 0) is None
+
+
+def test_history_at_the_start_is_the_kinds_median_and_spread():
+    stats = stats_of(lognormal(2000, 600))
+    remaining = eta.from_history(stats, 0)
+    assert remaining.median == pytest.approx(stats.quantile(0.5), rel=1e-6)
+    assert remaining.low == pytest.approx(stats.quantile(0.1), rel=1e-6)
+    assert remaining.high == pytest.approx(stats.quantile(0.9), rel=1e-6)
+
+
+def test_history_is_conditioned_on_the_time_already_elapsed():
+    stats = stats_of(lognormal(2000, 600))
+    remaining = eta.from_history(stats, 700)
+    # Of those that ran past 700 s, the median finished later than the kind's median.
+    assert 700 + remaining.median > stats.quantile(0.5)
+    assert remaining.low >= eta.MIN_REMAINING_S
+
+
+def test_past_nearly_all_of_its_kind_history_says_nothing():
+    stats = stats_of(lognormal(2000, 600))
+    assert eta.from_history(stats, stats.quantile(0.99)) is None
+
+
+# ---- blend and estimate ------------------------------------------------------------
+
+
+def test_the_blend_lies_between_its_sources_nearer_the_surer_one():
+    sure = eta.Remaining(90, 100, 110)
+    vague = eta.Remaining(100, 400, 1600)
+    blended = eta.blend(sure, vague)
+    assert 100 < blended.median < 400
+    assert blended.median - 100 < 400 - blended.median
+
+
+def test_the_blend_is_never_narrower_than_the_disagreement():
+    a, b = eta.Remaining(95, 100, 105), eta.Remaining(950, 1000, 1050)
+    blended = eta.blend(a, b)
+    assert blended.low <= 100 * 1.01 and blended.high >= 1000 * 0.99
+
+
+def test_agreeing_sources_give_a_narrower_interval_than_either():
+    a, b = eta.Remaining(50, 100, 200), eta.Remaining(50, 100, 200)
+    assert eta.blend(a, b).sigma < a.sigma
+
+
+def test_no_progress_and_no_history_means_no_estimate():
+    assert eta.estimate(NOW, 60, None, None) is None
+    assert eta.estimate(NOW, 60, samples((0, 30)), DurationStats()) is None
+
+
+def test_progress_alone_is_basis_progress():
+    estimate = eta.estimate(NOW, 100, samples((-100, 10), (0, 20)), None)
+    assert estimate.basis == "progress"
+    assert estimate.eta == NOW + timedelta(seconds=800)
+    assert estimate.low < estimate.eta < estimate.high
+
+
+def test_history_alone_is_basis_history():
+    stats = stats_of(lognormal(2000, 600))
+    estimate = eta.estimate(NOW, 0, None, stats)
+    assert estimate.basis == "history"
+    assert (estimate.eta - NOW).total_seconds() == pytest.approx(stats.quantile(0.5), rel=1e-3)
+
+
+def test_both_sources_are_basis_both():
+    stats = stats_of(lognormal(2000, 600))
+    estimate = eta.estimate(NOW, 100, samples((-100, 10), (0, 20)), stats)
+    assert estimate.basis == "both"
+    assert estimate.fields() == {"eta": estimate.eta, "eta_low": estimate.low, "eta_high": estimate.high,
+                                 "eta_basis": "both"}
+
+
+def test_the_estimate_is_never_before_now():
+    estimate = eta.estimate(NOW, 10_000, samples((-10_000, 10), (-5_000, 20)), None)
+    assert estimate.low >= NOW
+
+
+# ---- the histogram's inverse, which history relies on ------------------------------
+
+
+def test_fraction_below_inverts_quantile():
+    stats = stats_of(lognormal(2000, 600))
+    for q in (0.1, 0.5, 0.9):
+        assert stats.fraction_below(stats.quantile(q)) == pytest.approx(q, abs=1e-6)
+    assert DurationStats().fraction_below(10) is None
