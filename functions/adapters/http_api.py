@@ -22,13 +22,13 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 _SCHEDULE_TIME = re.compile(r"^[0-9T:.+Z-]+$")
-_OPERATION_PATH = re.compile(r"^/operations/(?P<id>[^/:]+)(?P<cancel>:cancel)?$")
+_OPERATION_PATH = re.compile(r"^/operations/(?P<id>[^/:]+)(?P<suffix>:cancel|/items)?$")
 
 Response = tuple[dict, int, dict]
 
 
 def submit_routes(request, service) -> Response:
-    """POST / or /operations; GET /operations[/{id}]; POST /operations/{id}:cancel."""
+    """POST / or /operations; GET /operations[/{id}[/items]]; POST /operations/{id}:cancel."""
     def route() -> Response:
         path = request.path.rstrip("/") or "/"
         if path in ("/", "/operations"):
@@ -41,7 +41,11 @@ def submit_routes(request, service) -> Response:
         match = _OPERATION_PATH.match(path)
         if not match:
             raise NotFound(f"no such resource: {path[:200]}")
-        if match["cancel"]:
+        if match["suffix"] == "/items":
+            if request.method != "GET":
+                raise MethodNotAllowed("the failed items are GET /operations/{id}/items?state=failed")
+            return _json(service.items(match["id"], request.args.to_dict()))
+        if match["suffix"]:
             if request.method != "POST":
                 raise MethodNotAllowed("cancel is POST /operations/{id}:cancel")
             return _json(service.request_cancel(match["id"], read_json(request, required=False)), 202)

@@ -3,6 +3,7 @@
     lrowatch submit --local projects/1/locations/us/operations/42 --service documentai
     lrowatch list --local --state RUNNING
     lrowatch watch --local ID
+    lrowatch items --local ID --failed > retry.txt
 
 Exit codes: 0 ok · 1 the API refused the request (4xx) · 2 usage error ·
 3 unreachable, not authorised or unavailable · 4 not found.
@@ -57,6 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--page-token", help="continue a listing")
     p.add_argument("--all", action="store_true", help="follow every page")
     p.set_defaults(run=commands.list_)
+
+    p = sub.add_parser("items", parents=[common], help="list an operation's failed items",
+                       description="Prints the failed items' inputs one per line (e.g. gs:// URIs), ready to "
+                                   "resubmit; --csv adds index, status code and message; --json the whole items.")
+    _operation_args(p)
+    p.add_argument("--failed", action="store_true",
+                   help="the failed items (the default: lrowatch keeps only the failed ones)")
+    p.add_argument("--csv", action="store_true", help="CSV: index,input,code,message,human_review_state")
+    p.set_defaults(run=commands.items)
 
     p = sub.add_parser("cancel", parents=[common], help="request the operation's cancellation")
     _operation_args(p)

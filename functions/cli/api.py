@@ -41,6 +41,9 @@ class Client:
     def list(self, params: dict[str, str]) -> dict:
         return self._call("GET", "/operations", params=params).json()
 
+    def items(self, operation_id: str, params: dict[str, str]) -> dict:
+        return self._call("GET", f"/operations/{quote(operation_id, safe='')}/items", params=params).json()
+
     def cancel(self, operation_id: str, body: dict) -> dict:
         return self._call("POST", f"/operations/{quote(operation_id, safe='')}:cancel", json=body).json()
 

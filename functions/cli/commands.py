@@ -14,6 +14,7 @@ from functions.cli.errors import OK, ApiError, UsageError
 from functions.cli.watch import watch
 
 MAX_PAGES = 1000  # --all stops here: a guard against a server that never ends a listing
+ITEMS_PAGE_SIZE = 1000
 
 
 def submit(args: argparse.Namespace, client: Client) -> int:
@@ -89,6 +90,34 @@ def list_(args: argparse.Namespace, client: Client) -> int:
     render.table([render.operation_row(op) for op in operations], render.LIST_COLUMNS)
     if token:
         print(f"\nmore: lrowatch list --page-token {token} (or --all)", file=sys.stderr)
+    return OK
+
+
+def items(args: argparse.Namespace, client: Client) -> int:
+    """The failed items, every page: inputs one per line (ready to resubmit), --csv or --json."""
+    operation_id = refs.operation_id(args.operation, args.service)
+    params = {"state": "failed", "page_size": str(ITEMS_PAGE_SIZE)}
+    failed, total = [], 0
+    for _ in range(MAX_PAGES):
+        page = client.items(operation_id, params)
+        failed += page.get("items") or []
+        total = page.get("total_size", len(failed))
+        if not page.get("next_page_token"):
+            break
+        params["page_token"] = page["next_page_token"]
+    if args.json:
+        render.as_json({"items": failed, "total_size": total})
+    elif args.csv:
+        render.items_csv(failed)
+    else:
+        missing = render.items_inputs(failed)
+        if missing:
+            print(f"{missing} failed item(s) name no input (Vision import: their CSV line is the index); "
+                  "--csv shows them", file=sys.stderr)
+    if total > len(failed):
+        print(f"{total} items failed; lrowatch keeps the first {len(failed)}", file=sys.stderr)
+    elif not failed:
+        print("no failed items", file=sys.stderr)
     return OK
 
 

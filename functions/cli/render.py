@@ -1,8 +1,10 @@
 """Output: aligned tables and key/value blocks for people, JSON for scripts."""
 from __future__ import annotations
 
+import csv
 import json
 import sys
+from datetime import datetime, timezone
 from typing import Any, Iterable, TextIO
 
 SERVICE_SUFFIX = ".googleapis.com"
@@ -55,6 +57,7 @@ def record(op: dict, out: TextIO | None = None) -> None:
         ("url", op.get("url")),
         ("state", op.get("state") + (f" (provider: {op['provider_state']})" if op.get("provider_state") else "")),
         ("progress", _percent(op.get("progress_percent"))),
+        ("eta", eta(op)),
         ("items", _items(op.get("items"))),
         ("error", _error(op.get("error"))),
         ("last error", _error(op.get("last_error"))),
@@ -81,6 +84,8 @@ def event_line(event: dict) -> str:
     extra = [f"provider {event['provider_state']}"] if event.get("provider_state") else []
     if event.get("progress_percent") is not None:
         extra.append(_percent(event["progress_percent"]))
+    if event.get("eta"):
+        extra.append(eta(event, _time(event.get("observed_at"))))
     if event.get("items"):
         extra.append(_items(event["items"]))
     if event.get("error"):
@@ -99,7 +104,82 @@ def _percent(value: Any) -> str | None:
 def _items(items: dict | None) -> str | None:
     if not items:
         return None
-    return f"{items.get('total', '?')} items, {items.get('failed', 0)} failed"
+    text = f"{items.get('total', '?')} items, {items.get('failed', 0)} failed"
+    if items.get("failed_kept") is not None:
+        text += f" (first {items['failed_kept']} kept)"
+    return text
+
+
+def eta(op: dict, now: datetime | None = None) -> str | None:
+    """`~12 min left, 8–20`: the estimate's point and 80 % interval, from `now` (default: the clock)."""
+    point, low, high = (_time(op.get(k)) for k in ("eta", "eta_low", "eta_high"))
+    if point is None:
+        return None
+    now = now or datetime.now(timezone.utc)
+    left = [(t - now).total_seconds() if t else None for t in (point, low, high)]
+    if left[2] is not None and left[2] <= 0:
+        return "past its estimate"
+    if left[0] <= 0:
+        return f"any moment now, up to {_span(left[2])}" if left[2] else "any moment now"
+    unit, size = _unit(left[0])
+    text = f"~{_amount(left[0] / size)} {unit} left"
+    if left[1] is not None and left[2] is not None:
+        text += f", {_amount(max(left[1], 0) / size)}–{_amount(left[2] / size)}"
+    return text
+
+
+_UNITS = (("s", 1.0, 90.0), ("min", 60.0, 90 * 60.0), ("h", 3600.0, 48 * 3600.0), ("days", 86400.0, float("inf")))
+
+
+def _unit(seconds: float) -> tuple[str, float]:
+    return next((unit, size) for unit, size, below in _UNITS if seconds < below)
+
+
+def _span(seconds: float) -> str:
+    unit, size = _unit(seconds)
+    return f"~{_amount(seconds / size)} {unit}"
+
+
+def _amount(value: float) -> str:
+    """Whole numbers, with one decimal between 1 and 10 ("1.4–3.9 h")."""
+    if 1 <= value < 10 and abs(value - round(value)) >= 0.05:
+        return f"{value:.1f}"
+    return str(max(round(value), 0))
+
+
+def _time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+# ---------------------------------------------------------------- failed items (`lrowatch items`)
+
+ITEM_COLUMNS = ("index", "input", "code", "message", "human_review_state")
+
+
+def items_inputs(items: list[dict], out: TextIO | None = None) -> int:
+    """One input per line, ready to resubmit; returns how many items had none to print."""
+    missing = 0
+    for item in items:
+        if item.get("input"):
+            print(item["input"], file=out or sys.stdout)
+        else:
+            missing += 1
+    return missing
+
+
+def items_csv(items: list[dict], out: TextIO | None = None) -> None:
+    writer = csv.writer(out or sys.stdout, lineterminator="\n")
+    writer.writerow(ITEM_COLUMNS)
+    for item in items:
+        status = item.get("status") or {}
+        review = item.get("human_review_status") or {}
+        writer.writerow([item.get("index"), item.get("input") or "", status.get("code"), status.get("message") or "",
+                         review.get("state") or ""])
 
 
 def _error(error: dict | None) -> str | None:

@@ -108,6 +108,7 @@ def _as_event(record: dict, previous_state: str | None) -> dict:
         "progress_percent": record.get("progress_percent"),
         "error": record.get("error"),
         "items": record.get("items"),
+        **{k: record[k] for k in ("eta", "eta_low", "eta_high", "eta_basis") if k in record},
         "labels": record.get("labels"),
         "correlation_id": record.get("correlation_id"),
         "observed_at": record.get("updated_at"),

@@ -34,6 +34,7 @@ HISTORY_MIN_SURVIVING = 0.05
 PROGRESS_SIGMA_FLOOR = 0.10
 PROGRESS_SIGMA_LEFT = 0.60
 MIN_REMAINING_S = 1.0
+EARLY_BIAS = 0.5
 
 BASIS_PROGRESS, BASIS_HISTORY, BASIS_BOTH = "progress", "history", "both"
 
@@ -113,7 +114,8 @@ def from_history(stats: DurationStats | None, elapsed_s: float) -> Remaining | N
         return None
 
     def left(q: float) -> float:
-        return max(stats.quantile(done_share + q * surviving) - elapsed_s, MIN_REMAINING_S)
+        # Rounded: the histogram caches each quantile asked for, so keep them to a few hundred.
+        return max(stats.quantile(round(done_share + q * surviving, 3)) - elapsed_s, MIN_REMAINING_S)
 
     low, median, high = left(INTERVAL_LO), left(0.5), left(INTERVAL_HI)
     return Remaining(min(low, median), median, max(high, median))
@@ -143,7 +145,16 @@ def estimate(now: datetime, elapsed_s: float, samples: Sequence[Sequence[float]]
     def at(seconds: float) -> datetime:
         return now + timedelta(seconds=round(seconds, 3))
 
-    return Estimate(at(remaining.median), at(remaining.low), at(remaining.high), basis)
+    return Estimate(at(point(remaining)), at(remaining.low), at(remaining.high), basis)
+
+
+def point(remaining: Remaining) -> float:
+    """The point that minimises the expected error relative to the time left.
+
+    For a log-normal remaining time that is median·exp(-sigma²): an estimate too
+    late by a factor costs more, relative to what is left, than one as much too
+    early. Kept inside the interval."""
+    return min(max(remaining.median * math.exp(-EARLY_BIAS * remaining.sigma ** 2), remaining.low), remaining.median)
 
 
 def _around(median: float, sigma: float) -> Remaining:

@@ -5,7 +5,7 @@ import logging
 from typing import Any, Callable, Mapping
 
 from functions.config import Settings
-from functions.domain import events
+from functions.domain import events, items
 from functions.domain.errors import InvalidArgument, NotFound
 from functions.domain.names import is_operation_id, resolve_service
 from functions.domain.record import Record, utcnow
@@ -69,6 +69,11 @@ class SubmitService:
         if token:
             body["next_page_token"] = token
         return body
+
+    def items(self, operation_id: str, params: Mapping[str, str]) -> dict:
+        """GET /operations/{id}/items?state=failed&page_size=&page_token=: the kept failed items, paged."""
+        record = self.get(operation_id)
+        return items.page(record.failed_items, record.items, params)
 
     def request_cancel(self, operation_id: str, body: Any) -> dict:
         """Queue a cancel command; `handle` carries it out (contract §4, §7)."""

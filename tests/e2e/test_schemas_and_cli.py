@@ -179,7 +179,9 @@ def test_the_run_produced_every_kind_of_event_the_schemas_describe(emitted):
     by_op = {key: [e for e in events if e["operation"]["id"] == i] for key, i in emitted["ids"].items()}
     final = {key: max((e for e in evs if e["type"] == "lro.state_changed"), key=lambda e: e["sequence"])
              for key, evs in by_op.items()}
-    assert final["ok"]["state"] == "SUCCEEDED" and final["ok"]["items"] == {"total": 4, "failed": 1}
+    assert final["ok"]["state"] == "SUCCEEDED"
+    assert {k: final["ok"]["items"][k] for k in ("total", "failed")} == {"total": 4, "failed": 1}
+    assert [i["status"]["code"] for i in final["ok"]["items"]["first_failed"]] == [3]
     assert final["failing"]["state"] == "FAILED" and final["failing"]["error"]["code"] != 0
     assert final["cancelled"]["state"] == "CANCELLED"
     assert [e["outcome"] for e in by_op["cancelled"] if e["type"] == "lro.cancel_outcome"] == ["sent"]
@@ -366,6 +368,42 @@ def test_cli_watch_stops_at_its_timeout_while_the_operation_still_runs(sim, caps
     code, out, err = run_cli(capsys, "watch", operation_id, "--local", "--timeout", "1.5")
     assert code == 0 and time.monotonic() - started < 15
     assert "stopped before the operation finished" in err
+
+
+def test_a_document_ai_batch_with_failing_documents_ends_in_lrowatch_items(stack, sim, capsys):
+    op = sim.create(kind="documentai", running_s=1, items=25, failed_items=7)
+    code, out, _ = run_cli(capsys, "submit", op["url"], "--local", "--json", "--policy", json.dumps(FAST))
+    operation_id = json.loads(out)["operation"]["id"]
+    with polling(stack):
+        wait_for(lambda: record(stack, operation_id)["done"], 30, "the batch to finish")
+    inputs = [f"gs://sim-input/{op['name'].rsplit('/', 1)[-1]}/doc-{n}.pdf" for n in range(7)]
+
+    answer = requests.get(f"{stack.urls['submit']}/operations/{operation_id}/items",
+                          params={"state": "failed", "page_size": 4}, timeout=10)
+    assert answer.status_code == 200 and answer.json()["total_size"] == 7
+    assert [i["input"] for i in answer.json()["items"]] == inputs[:4] and answer.json()["next_page_token"]
+
+    code, out, err = run_cli(capsys, "items", operation_id, "--failed", "--local")
+    assert code == 0 and out.splitlines() == inputs, err
+    code, out, _ = run_cli(capsys, "items", operation_id, "--failed", "--local", "--csv")
+    assert out.splitlines()[1].startswith(f"0,{inputs[0]},3,") and len(out.splitlines()) == 8
+    code, out, _ = run_cli(capsys, "items", operation_id, "--local", "--json")
+    assert [i["index"] for i in json.loads(out)["items"]] == list(range(7))
+    code, out, _ = run_cli(capsys, "status", operation_id, "--local")
+    assert "25 items, 7 failed" in out
+
+
+def test_cli_status_shows_the_eta_of_a_progress_reporting_operation(stack, sim, capsys):
+    op = sim.create(kind="generic", running_s=30)  # Speech-style progressPercent
+    code, out, _ = run_cli(capsys, "submit", op["url"], "--local", "--json", "--policy", json.dumps(FAST))
+    operation_id = json.loads(out)["operation"]["id"]
+    with polling(stack):
+        seen = wait_for(lambda: record(stack, operation_id).get("eta"), 30, "an ETA")
+    assert seen
+    code, out, _ = run_cli(capsys, "status", operation_id, "--local")
+    eta_line = next(line for line in out.splitlines() if line.startswith("eta "))
+    assert " left, " in eta_line or "any moment" in eta_line
+    assert record(stack, operation_id)["eta_basis"] == "progress"
 
 
 @pytest.mark.parametrize("argv, exit_code, says", [

@@ -86,7 +86,7 @@ def test_document_ai_success_with_a_human_review_error_is_succeeded_with_items_r
     assert record.state.value == "SUCCEEDED"
     assert record.items == {"total": 4, "failed": 1, "human_review_errors": 1}
     final = parts.events(expect=record.sequence)[-1]
-    assert final["items"] == record.items and final["done"] is True
+    assert final["items"] == {**record.items, "first_failed": record.failed_items} and final["done"] is True
 
 
 def test_an_operation_done_without_result_is_failed_with_unknown_not_a_silent_success(parts):

@@ -160,15 +160,17 @@ def test_no_progress_and_no_history_means_no_estimate():
 def test_progress_alone_is_basis_progress():
     estimate = eta.estimate(NOW, 100, samples((-100, 10), (0, 20)), None)
     assert estimate.basis == "progress"
-    assert estimate.eta == NOW + timedelta(seconds=800)
-    assert estimate.low < estimate.eta < estimate.high
+    remaining = eta.from_progress(samples((-100, 10), (0, 20)), T0)
+    assert estimate.eta == NOW + timedelta(seconds=round(eta.point(remaining), 3))
+    assert (estimate.low, estimate.high) == (NOW + timedelta(seconds=round(remaining.low, 3)),
+                                             NOW + timedelta(seconds=round(remaining.high, 3)))
 
 
 def test_history_alone_is_basis_history():
     stats = stats_of(lognormal(2000, 600))
     estimate = eta.estimate(NOW, 0, None, stats)
     assert estimate.basis == "history"
-    assert (estimate.eta - NOW).total_seconds() == pytest.approx(stats.quantile(0.5), rel=1e-3)
+    assert estimate.low < estimate.eta <= NOW + timedelta(seconds=stats.quantile(0.5))
 
 
 def test_both_sources_are_basis_both():
@@ -182,6 +184,17 @@ def test_both_sources_are_basis_both():
 def test_the_estimate_is_never_before_now():
     estimate = eta.estimate(NOW, 10_000, samples((-10_000, 10), (-5_000, 20)), None)
     assert estimate.low >= NOW
+
+
+def test_the_point_leans_early_the_more_so_the_wider_the_interval():
+    narrow, wide = eta.Remaining(90, 100, 111), eta.Remaining(10, 100, 1000)
+    assert 0.99 * 100 < eta.point(narrow) < 100
+    assert wide.low <= eta.point(wide) < 0.5 * 100
+
+
+def test_the_point_never_leaves_the_interval():
+    very_wide = eta.Remaining(1, 100, 10_000)
+    assert eta.point(very_wide) == very_wide.low
 
 
 # ---- the histogram's inverse, which history relies on ------------------------------

@@ -1,0 +1,168 @@
+"""ETA accuracy: how close functions.domain.eta's estimate is to the true finish (no I/O).
+
+Replays P2's workloads (bench/p2_lag_cost.py: true durations, per-kind
+statistics learnt from a separate training set exactly as lrowatch learns
+them, polls at lrowatch's adaptive schedule) plus a progress-reporting
+workload. At 25 %, 50 % and 75 % of each operation's life, the estimate on
+the record is the one computed at the last poll before that moment, from the
+progress samples seen so far and the learnt statistics. Error = |eta - true
+end| / true time remaining at that moment.
+
+Strategies, all from the same polls:
+- lrowatch blend: functions.domain.eta.estimate (progress trend and history);
+- linear progress alone: eta.from_progress, a linear fit of the progress
+  samples extrapolated to 100 % (with its own interval);
+- per-kind median alone: submission + the kind's median duration, interval
+  the kind's 10th..90th percentile (what a dashboard of past runs says);
+- (info) naive progress: elapsed x (100 - p) / p from submission, no interval.
+The figures compare the strategies on the moments where every one of them
+gave an estimate ("paired"); each one's answered share is shown beside.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from datetime import datetime, timedelta, timezone
+
+from bench.p2_lag_cost import SEED, Op, _pct, learn, log_uniform, mixed_kinds
+from functions.domain import adaptive, eta
+from functions.domain.adaptive import DurationStats
+from functions.domain.policy import Policy
+
+CHECKPOINTS = (0.25, 0.50, 0.75)
+EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
+BLEND, LINEAR, MEDIAN, NAIVE = "lrowatch blend", "linear progress alone", "per-kind median alone", "(info) naive progress"
+STRATEGIES = (BLEND, LINEAR, MEDIAN, NAIVE)
+BASELINES = (LINEAR, MEDIAN)
+
+
+class Reporting:
+    """An operation's progress_percent at time t: queued at 0 %, then a curve (front- or back-loaded)."""
+
+    def __init__(self, duration_s: float, rng: random.Random):
+        self.duration_s = duration_s
+        self.queued_s = duration_s * rng.uniform(0.0, 0.25)
+        self.shape = math.exp(rng.gauss(0.0, 0.35))
+
+    def percent(self, t: float) -> int:
+        run = (t - self.queued_s) / (self.duration_s - self.queued_s)
+        return int(100 * min(max(run, 0.0), 1.0) ** self.shape) if run < 1 else 100
+
+
+def poll_times(op: Op, policy: Policy, stats: DurationStats | None, rng: random.Random) -> list[float]:
+    """Times of the polls that saw the operation still running (as bench.p2_lag_cost.run_lrowatch)."""
+    t = adaptive.first_poll_delay(stats, policy)
+    times, calls = [], 0
+    while t < op.duration_s:
+        calls += 1
+        times.append(t)
+        t += adaptive.next_delay(stats, t, calls, policy, rng)
+    return times
+
+
+def estimates(op: Op, polls: list[float], progress: Reporting | None, stats: DurationStats | None) -> list[dict]:
+    """What each strategy said at each poll: {strategy: (eta_s, low_s, high_s) | None}, times from submission."""
+    out, samples = [], None
+    for t in polls:
+        now = EPOCH + timedelta(seconds=t)
+        percent = progress.percent(t) if progress else None
+        samples = eta.add_sample(samples, now.timestamp(), percent)
+        said = {BLEND: _seconds(eta.estimate(now, t, samples, stats))}
+        linear = eta.from_progress(samples, now.timestamp())
+        said[LINEAR] = (t + linear.median, t + linear.low, t + linear.high) if linear else None
+        known = stats is not None and stats.count >= adaptive.MIN_SAMPLES
+        said[MEDIAN] = (stats.quantile(0.5), stats.quantile(0.1), stats.quantile(0.9)) if known else None
+        said[NAIVE] = (t * 100.0 / percent, None, None) if percent and percent < 100 else None
+        out.append(said)
+    return out
+
+
+def _seconds(estimate: eta.Estimate | None):
+    if estimate is None:
+        return None
+    return tuple((when - EPOCH).total_seconds() for when in (estimate.eta, estimate.low, estimate.high))
+
+
+def evaluate(ops: list[Op], stats: dict[str, DurationStats], policy: Policy, seed: int, reporting: bool) -> dict:
+    rng = random.Random(seed)
+    errors = {f: {s: [] for s in STRATEGIES} for f in CHECKPOINTS}
+    inside = {f: {s: [] for s in STRATEGIES} for f in CHECKPOINTS}
+    answered = {f: {s: 0 for s in STRATEGIES} for f in CHECKPOINTS}
+    moments = {f: 0 for f in CHECKPOINTS}
+    for op in ops:
+        kind_stats = stats.get(op.kind)
+        progress = Reporting(op.duration_s, rng) if reporting else None
+        polls = poll_times(op, policy, kind_stats, rng)
+        said = estimates(op, polls, progress, kind_stats)
+        for f in CHECKPOINTS:
+            at = f * op.duration_s
+            last = max((i for i, t in enumerate(polls) if t <= at), default=None)
+            moments[f] += 1
+            if last is None:
+                continue
+            for s in STRATEGIES:
+                answered[f][s] += said[last][s] is not None
+            required = (BLEND, MEDIAN, LINEAR) if reporting else (BLEND, MEDIAN)
+            if any(said[last][s] is None for s in required):
+                continue
+            left = op.duration_s - at
+            for s in STRATEGIES:
+                if said[last][s] is None:
+                    continue
+                point, low, high = said[last][s]
+                errors[f][s].append(abs(point - op.duration_s) / left)
+                if low is not None:
+                    inside[f][s].append(low <= op.duration_s <= high)
+    table = []
+    for f in CHECKPOINTS:
+        for s in STRATEGIES:
+            errs = errors[f][s]
+            table.append({
+                "checkpoint": f, "strategy": s, "paired": len(errs),
+                "answered": answered[f][s] / moments[f] if moments[f] else float("nan"),
+                "err_p50": _pct(errs, 0.5), "err_p90": _pct(errs, 0.9),
+                "coverage": (sum(inside[f][s]) / len(inside[f][s])) if inside[f][s] else None,
+            })
+    return {"rows": table, "verdicts": _verdicts(table)}
+
+
+def _verdicts(table: list[dict]) -> dict:
+    """The blend is ahead of a baseline when its median and p90 errors are lower at every checkpoint."""
+    verdicts = {}
+    for base in BASELINES:
+        pairs = [(next(r for r in table if r["checkpoint"] == f and r["strategy"] == BLEND),
+                  next(r for r in table if r["checkpoint"] == f and r["strategy"] == base)) for f in CHECKPOINTS]
+        if any(b["paired"] == 0 for _, b in pairs):
+            verdicts[base] = "n/a"
+            continue
+        ahead = all(a["err_p50"] < b["err_p50"] and a["err_p90"] < b["err_p90"] for a, b in pairs)
+        verdicts[base] = "AHEAD" if ahead else "BEHIND"
+    return verdicts
+
+
+def run(quick: bool = False) -> dict:
+    started = time.monotonic()
+    n = 400 if quick else 1200
+    policy = Policy()
+    workloads = [
+        ("P2 mixed kinds", mixed_kinds(n, SEED + 1), mixed_kinds(n, SEED), False),
+        ("P2 single kind, log-uniform", log_uniform(n, SEED + 1), log_uniform(n, SEED), False),
+        ("progress-reporting (P2 mixed kinds, progressPercent)", mixed_kinds(n, SEED + 3), mixed_kinds(n, SEED + 2),
+         True),
+    ]
+    results = {"n_ops": n, "workloads": [],
+               "goal": "blend's median and p90 error below both baselines' at 25/50/75 % of life"}
+    for name, train, test, reporting in workloads:
+        stats = learn(train, policy, SEED + 7)
+        results["workloads"].append({"name": name, "progress": reporting,
+                                     **evaluate(test, stats, policy, SEED, reporting)})
+    verdicts = [v for w in results["workloads"] for v in w["verdicts"].values() if v != "n/a"]
+    results["verdict"] = "PASS" if verdicts and all(v == "AHEAD" for v in verdicts) else "MISS"
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
+    return results
+
+
+if __name__ == "__main__":
+    import json
+    print(json.dumps(run(quick=True), indent=1, default=str))

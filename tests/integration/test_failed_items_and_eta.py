@@ -1,0 +1,98 @@
+"""Failed items and the ETA on the real emulators: the simulator's Document AI batch with
+failing documents polled by the poll service, read back through `submit`'s HTTP surface
+(functions-framework), and a progress-reporting operation getting an estimate."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from functions.adapters.firestore_store import FirestoreStore
+from functions.adapters.operations_api import OperationsApi
+from functions.adapters.pubsub_publisher import Publisher
+from functions.config import Settings
+from functions.services.poll import PollService
+from functions.services.submit import SubmitService
+from functions.simulator.client import SimulatorAdmin
+from tests.integration.helpers import api_app, create_topics, pull_messages, pull_subscription
+
+FAST = {"initial_delay_s": 0, "multiplier": 1, "max_delay_s": 1, "jitter": 0}
+
+
+@pytest.fixture
+def world(emulators, simulator, project_id, monkeypatch):
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", project_id)
+    monkeypatch.setenv("LRO_API_BASE_URL", simulator.base_url)
+    settings = Settings(project=project_id, api_base_url=simulator.base_url, poll_budget_s=10)
+    create_topics(project_id, "lro-events", "lro-commands")
+    pull_subscription(project_id, "lro-events", "events-tap")
+    store = FirestoreStore(project_id, settings.collection)
+    publisher = Publisher()
+    submit = SubmitService(settings, store, publisher)
+    poll = PollService(settings, store, OperationsApi(simulator.base_url), publisher)
+    return submit, poll, store, SimulatorAdmin(simulator.base_url), api_app("submit").test_client()
+
+
+def poll_until(poll, store, op_id: str, done, runs: int = 20):
+    for _ in range(runs):
+        poll.run(budget_s=1)
+        record = store.get(op_id)
+        if done(record):
+            return record
+        time.sleep(0.3)
+    raise AssertionError(f"gave up polling; last state {record.state.value}")
+
+
+def test_a_document_ai_batch_with_failing_documents_is_read_back_page_by_page(world, project_id):
+    submit, poll, store, sim, http = world
+    op = sim.create(kind="documentai", running_s=0.3, items=40, failed_items=13)
+    record, _ = submit.submit({"url": op["url"], "policy": FAST})
+    final = poll_until(poll, store, record.id, lambda r: r.state.terminal)
+    assert final.state.value == "SUCCEEDED"
+    assert final.items == {"total": 40, "failed": 13}
+
+    pages, params = [], "state=failed&page_size=5"
+    while True:
+        answer = http.get(f"/operations/{record.id}/items?{params}")
+        assert answer.status_code == 200, answer.json
+        pages.append(answer.json)
+        if "next_page_token" not in answer.json:
+            break
+        params = f"state=failed&page_size=5&page_token={answer.json['next_page_token']}"
+    assert [len(p["items"]) for p in pages] == [5, 5, 3]
+    assert {p["total_size"] for p in pages} == {13}
+    failed = [item for p in pages for item in p["items"]]
+    op_id = op["name"].rsplit("/", 1)[-1]
+    assert [i["input"] for i in failed] == [f"gs://sim-input/{op_id}/doc-{n}.pdf" for n in range(13)]
+    assert {i["status"]["code"] for i in failed} == {3}
+
+    events = pull_messages(project_id, "events-tap", expect=final.sequence)
+    last = max(events, key=lambda e: e["sequence"])
+    assert last["items"]["failed"] == 13
+    assert last["items"]["first_failed"] == failed[:5]
+
+
+def test_bad_item_queries_get_google_style_errors(world):
+    submit, poll, store, sim, http = world
+    op = sim.create(kind="documentai", running_s=60)
+    record, _ = submit.submit({"url": op["url"]})
+    for query, status in (("state=succeeded", 400), ("page_size=0", 400), ("page_token=zzz", 400)):
+        answer = http.get(f"/operations/{record.id}/items?{query}")
+        assert answer.status_code == status and answer.json["error"]["status"] == "INVALID_ARGUMENT"
+    assert http.get(f"/operations/{'0' * 32}/items").status_code == 404
+    assert http.post(f"/operations/{record.id}/items").status_code == 405
+    empty = http.get(f"/operations/{record.id}/items")
+    assert empty.status_code == 200 and empty.json == {"items": [], "total_size": 0, "kept": 0}
+
+
+def test_a_progress_reporting_operation_gets_an_eta_that_is_served_and_cleared_when_done(world):
+    submit, poll, store, sim, http = world
+    op = sim.create(kind="generic", running_s=6)  # Speech-style metadata with progressPercent
+    record, _ = submit.submit({"url": op["url"], "policy": FAST})
+    running = poll_until(poll, store, record.id, lambda r: r.eta is not None)
+    assert running.state.value == "RUNNING" and running.eta_basis == "progress"
+    served = http.get(f"/operations/{record.id}").json
+    assert served["eta_basis"] == "progress"
+    assert served["eta_low"] <= served["eta"] <= served["eta_high"]
+    final = poll_until(poll, store, record.id, lambda r: r.state.terminal)
+    assert final.eta is None and "eta" not in http.get(f"/operations/{record.id}").json
