@@ -4,24 +4,41 @@ Requests only ever go to an OperationRef's endpoint, a host built by
 functions.domain.names; redirects are never followed, so a token can't be
 carried elsewhere. With LRO_API_BASE_URL set (local/testing), requests go to
 `BASE/HOST/PATH` with no credentials at all.
+
+Nothing an answer does escapes the one call it answers: the body is streamed
+within a byte cap and one overall timeout, parsed with bounded nesting and
+shape-checked, and any exception in building, sending or reading a request
+becomes that call's classified failure (transient: retried; permanent: counts
+towards FAILED).
 """
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import requests
 from requests.adapters import HTTPAdapter
 
 from functions.adapters.lazy import Lazy
+from functions.domain import jsontext
+from functions.domain.answers import operation_problem
 from functions.domain.errors import ApiUnavailable
 from functions.domain.names import OperationRef
+from functions.domain.record import bounded_status
 from functions.domain.tracking import ApiFailure
 
 TRANSIENT_HTTP = frozenset({408, 429, 500, 502, 503, 504})
 _GOOGLE_HOST = re.compile(r"^[a-z0-9-]+\.googleapis\.com$")
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
+# Answers are read in chunks up to this many bytes: an Operation is rarely more than a few KB.
+MAX_ANSWER_BYTES = 10 * 1024 * 1024
+CHUNK_BYTES = 64 * 1024
+# Request errors that mean the request can never be built or sent, whatever the network does.
+_UNBUILDABLE = (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
+                requests.exceptions.MissingSchema, requests.exceptions.InvalidHeader,
+                requests.exceptions.URLRequired)
 
 
 @dataclass(frozen=True)
@@ -34,9 +51,11 @@ class CancelResult:
 
 class OperationsApi:
     def __init__(self, base_url: str | None = None, *, pool_size: int = 32, timeout_s: float = 10.0,
+                 max_answer_bytes: int = MAX_ANSWER_BYTES,
                  session_factory: Callable[[], requests.Session] | None = None):
         self._base_url = base_url.rstrip("/") if base_url else None
         self._timeout = timeout_s
+        self._max_bytes = max_answer_bytes
         self._pool_size = pool_size
         self._session: Lazy[requests.Session] = Lazy(session_factory or self._default_session)
 
@@ -70,39 +89,81 @@ class OperationsApi:
     def _request(self, method: str, url: str, quota_project: str | None, **kwargs) -> requests.Response:
         headers = {"x-goog-user-project": quota_project} if quota_project else {}
         return self.session.request(method, url, headers=headers, timeout=self._timeout,
-                                    allow_redirects=False, **kwargs)
+                                    allow_redirects=False, stream=True, **kwargs)
+
+    def _call(self, method: str, ref: OperationRef, quota_project: str | None, suffix: str = "",
+              **kwargs) -> "_Answer":
+        """Building, sending and reading the request are one step: whatever goes wrong
+        in it raises AnswerError, classified."""
+        try:
+            response = self._request(method, self.url_for(ref, suffix), quota_project, **kwargs)
+            try:
+                raw = self._read(response)
+            finally:
+                response.close()
+        except AnswerError:
+            raise
+        except Exception as exc:  # urllib3's LocationParseError, for one, is no RequestException
+            raise AnswerError(_kind_of(exc), 503 if _kind_of(exc) == "transient" else 400,
+                              f"{type(exc).__name__}: {str(exc)[:300]}") from exc
+        try:
+            return _Answer(response.status_code, jsontext.loads(raw) if raw.strip() else None, response.headers)
+        except jsontext.JsonTooDeep as exc:
+            return _Answer(response.status_code, None, response.headers, f"the answer is {exc}", "permanent")
+        except ValueError as exc:  # cut short in transit, or a proxy's page: worth another try
+            return _Answer(response.status_code, None, response.headers,
+                           f"the answer is not usable JSON: {str(exc)[:200]}", "transient")
+
+    def _read(self, response: requests.Response) -> bytes:
+        """The body, streamed, within max_answer_bytes and one timeout overall."""
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self._max_bytes:
+            raise AnswerError("permanent", response.status_code, self._too_large())
+        deadline = time.monotonic() + self._timeout
+        chunks, size = [], 0
+        for chunk in response.iter_content(CHUNK_BYTES):
+            size += len(chunk)
+            if size > self._max_bytes:
+                raise AnswerError("permanent", response.status_code, self._too_large())
+            if time.monotonic() > deadline:  # a trickle of bytes defeats the per-read timeout
+                raise AnswerError("transient", 504, f"the answer took longer than {self._timeout:g} s")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self) -> str:
+        return f"the answer is larger than {self._max_bytes} bytes"
 
     # Calls -----------------------------------------------------------------
     def get(self, ref: OperationRef, quota_project: str | None = None) -> dict | ApiFailure:
-        """The Operation JSON, or an ApiFailure saying how to treat the failure."""
+        """The Operation JSON, or an ApiFailure saying how to treat the failure. Never raises:
+        whatever goes wrong is this operation's failure."""
         try:
-            response = self._request("GET", self.url_for(ref), quota_project)
-        except requests.RequestException as exc:
-            return ApiFailure("transient", {"code": 503, "status": "UNAVAILABLE",
-                                            "message": f"{type(exc).__name__}: {str(exc)[:300]}"})
-        if response.status_code == 200:
-            try:
-                body = response.json()
-            except ValueError:
-                body = None
-            if isinstance(body, dict):
-                return body
-            return ApiFailure("transient", {"code": 200, "status": "UNAVAILABLE",
-                                            "message": "malformed operation body"})
-        return classify_failure(response)
+            answer = self._call("GET", ref, quota_project)
+        except AnswerError as exc:
+            return exc.failure()
+        if answer.code != 200:
+            return classify_failure(answer.code, answer.body, answer.headers)
+        if answer.unusable:
+            return AnswerError(answer.unusable_kind, answer.code, answer.unusable).failure()
+        problem = operation_problem(answer.body, ref.name)
+        if problem:
+            return AnswerError("permanent", answer.code, problem).failure()
+        return answer.body
 
     def cancel(self, ref: OperationRef, quota_project: str | None = None) -> CancelResult:
         """POST :cancel once; raises ApiUnavailable when the answer is worth retrying."""
         try:
-            response = self._request("POST", self.url_for(ref, ":cancel"), quota_project, json={})
-        except requests.RequestException as exc:
-            raise ApiUnavailable(f"{type(exc).__name__}: {str(exc)[:300]}") from exc
-        status = google_status(response)
-        if response.status_code == 200:
+            answer = self._call("POST", ref, quota_project, ":cancel", json={})
+        except AnswerError as exc:
+            if exc.kind == "transient":
+                raise ApiUnavailable(exc.message) from exc
+            return CancelResult("refused", exc.failure().status)  # can never be sent
+        code, status = answer.code, google_status(answer.code, answer.body)
+        if code == 200:
             return CancelResult("sent", status)
-        if response.status_code in TRANSIENT_HTTP:
+        if code in TRANSIENT_HTTP:
             raise ApiUnavailable(status.get("message", ""))
-        if response.status_code == 404:
+        if code == 404:
             return CancelResult("not_found", status)
         if status.get("status") == "FAILED_PRECONDITION":
             return CancelResult("already_finished", status)
@@ -110,7 +171,8 @@ class OperationsApi:
 
     def list(self, endpoint_ref: OperationRef, parent: str, filter_: str = "", page_size: int = 100,
              page_token: str = "") -> tuple[list[dict], str]:
-        """One page of `GET {parent}/operations`; endpoint_ref supplies host and version."""
+        """One page of `GET {parent}/operations`; endpoint_ref supplies host and version.
+        Raises ApiUnavailable for any failure: the scope is listed again next run."""
         ref = OperationRef(f"{parent}/operations", endpoint_ref.service, endpoint_ref.api_version,
                            endpoint_ref.endpoint)
         params = {"pageSize": page_size}
@@ -118,42 +180,78 @@ class OperationsApi:
             params["filter"] = filter_
         if page_token:
             params["pageToken"] = page_token
-        response = self._request("GET", self.url_for(ref), None, params=params)
-        if response.status_code != 200:
-            raise ApiUnavailable(google_status(response).get("message", "list failed"))
-        body = response.json()
-        return list(body.get("operations") or []), body.get("nextPageToken") or ""
+        try:
+            answer = self._call("GET", ref, None, params=params)
+        except AnswerError as exc:
+            raise ApiUnavailable(exc.message) from exc
+        body = answer.body
+        if answer.code != 200 or answer.unusable:
+            raise ApiUnavailable(answer.unusable or google_status(answer.code, body).get("message", "list failed"))
+        operations = body.get("operations") if isinstance(body, dict) else None
+        token = body.get("nextPageToken") if isinstance(body, dict) else None
+        if (not isinstance(body, dict) or not isinstance(operations, (list, type(None)))
+                or not isinstance(token, (str, type(None)))):
+            raise ApiUnavailable("the listing is not a ListOperationsResponse")
+        return [op for op in operations or [] if isinstance(op, dict)], token or ""
 
 
-def google_status(response: requests.Response) -> dict:
+@dataclass(frozen=True)
+class _Answer:
+    """What came back: status, parsed body (None if empty or unusable), and why unusable."""
+
+    code: int
+    body: Any
+    headers: Mapping[str, str]
+    unusable: str | None = None
+    unusable_kind: str = "transient"
+
+
+class AnswerError(Exception):
+    """A request that yielded no usable answer: transient or permanent, with a status."""
+
+    def __init__(self, kind: str, code: int, message: str):
+        super().__init__(message)
+        self.kind, self.code, self.message = kind, code, message
+
+    def failure(self) -> ApiFailure:
+        status = "UNAVAILABLE" if self.kind == "transient" else "UNKNOWN"
+        return ApiFailure(self.kind, {"code": self.code, "status": status, "message": self.message})
+
+
+def _kind_of(exc: Exception) -> str:
+    """Network trouble and our own credentials' trouble pass; a request that can't be built never will."""
+    if isinstance(exc, requests.RequestException) and not isinstance(exc, _UNBUILDABLE):
+        return "transient"
+    if type(exc).__module__.startswith("google.auth"):
+        return "transient"
+    return "permanent"
+
+
+def google_status(code: int, body: Any) -> dict:
     """Google's error body → {"code", "status", "message"}; tolerant of garbage."""
-    status = {"code": response.status_code, "status": "", "message": ""}
-    try:
-        error = response.json().get("error") or {}
-    except (ValueError, AttributeError):
-        error = {}
+    status = {"code": code, "status": "", "message": ""}
+    error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict):
         status["status"] = str(error.get("status", ""))[:100]
         status["message"] = str(error.get("message", ""))[:1000]
         if isinstance(error.get("details"), list):
-            status["details"] = error["details"][:10]
+            status = bounded_status({**status, "details": error["details"]})[0]
     if not status["message"]:
-        status["message"] = f"HTTP {response.status_code}"
+        status["message"] = f"HTTP {code}"
     return status
 
 
-def classify_failure(response: requests.Response) -> ApiFailure:
-    status = google_status(response)
-    code = response.status_code
+def classify_failure(code: int, body: Any, headers) -> ApiFailure:
+    status = google_status(code, body)
     if code in TRANSIENT_HTTP:
-        return ApiFailure("transient", status, retry_after_s=_retry_after(response))
+        return ApiFailure("transient", status, retry_after_s=_retry_after(headers))
     if code == 404:
         return ApiFailure("not_found", status)
     return ApiFailure("permanent", status)
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After", "")
+def _retry_after(headers) -> float | None:
+    value = headers.get("Retry-After", "")
     try:
         return max(0.0, float(value))
     except ValueError:
