@@ -19,6 +19,14 @@ from functions.domain.states import State
 # The record keeps API JSON up to this size each (metadata, response);
 # larger payloads are dropped and flagged truncated.
 RECORD_JSON_LIMIT = 256 * 1024
+# A google.rpc.Status keeps at most this many details, of at most this many bytes in all.
+ERROR_DETAILS_MAX = 20
+ERROR_DETAILS_LIMIT = 64 * 1024
+# Firestore holds at most 1 MiB a document; the record stays well under it, with room
+# for field names and Firestore's own per-field overhead.
+RECORD_LIMIT = 900 * 1024
+# Everything but the JSON fields is bounded at submit (name ≤ 1,500 bytes, ≤ 64 labels …).
+OTHER_FIELDS_LIMIT = 32 * 1024
 _JSON_FIELDS = ("metadata", "response", "error", "last_error", "items", "cancel", "completion",
                 "failed_items", "progress_samples")
 
@@ -70,6 +78,7 @@ class Record:
     polls: int = 0
     seen: bool = False
     consecutive_errors: int = 0
+    permanent_errors: int = 0  # permanent API errors since the last good answer
     last_error: dict | None = None
     last_polled_at: datetime | None = None
     updated_at: datetime | None = None
@@ -116,6 +125,11 @@ class Record:
         values["state"] = State(values.get("state", "PENDING"))
         return cls(**values)
 
+    def to_list_json(self) -> dict:
+        """The view in GET /operations lists: without metadata and response, which may be
+        up to 256 KiB each (contract §4); GET /operations/{id} has them."""
+        return {k: v for k, v in self.to_json().items() if k not in ("metadata", "response")}
+
     def to_json(self) -> dict:
         """The public view served by GET /operations/{id} (no lease internals)."""
         return {
@@ -144,6 +158,7 @@ class Record:
             "source": self.source,
             "polls": self.polls,
             "consecutive_errors": self.consecutive_errors,
+            "permanent_errors": self.permanent_errors,
             "last_error": self.last_error,
             "cancel": self.cancel,
             "completion": self.completion,
@@ -164,4 +179,47 @@ class Record:
 
 
 def fits(value: Any, limit: int = RECORD_JSON_LIMIT) -> bool:
-    return value is None or len(json.dumps(value, separators=(",", ":"))) <= limit
+    return _size(value) <= limit
+
+
+def _size(value: Any) -> int:
+    return 0 if value is None else len(json.dumps(value, separators=(",", ":")))
+
+
+def bounded_status(status: dict | None) -> tuple[dict | None, bool]:
+    """A google.rpc.Status with its details capped in count and bytes: (status, truncated).
+    Details are kept from the first on, as many whole ones as fit."""
+    details = (status or {}).get("details")
+    if not isinstance(details, list):
+        return status, False
+    kept, size = [], 0
+    for detail in details[:ERROR_DETAILS_MAX]:
+        size += _size(detail) + 1
+        if size > ERROR_DETAILS_LIMIT:
+            break
+        kept.append(detail)
+    if len(kept) == len(details):
+        return status, False
+    return {**status, "details": kept}, True
+
+
+def within_limits(record: Record) -> Record:
+    """The record cut down to what Firestore can hold, `truncated` set if anything was cut.
+
+    Error details are capped; metadata and response are each kept only if they fit
+    RECORD_JSON_LIMIT; if the whole is still too large, response then metadata go.
+    """
+    error, cut_error = bounded_status(record.error)
+    last_error, cut_last = bounded_status(record.last_error)
+    changes: dict[str, Any] = {"error": error, "last_error": last_error}
+    sizes = {name: _size(getattr(record, name)) for name in _JSON_FIELDS}
+    sizes.update(error=_size(error), last_error=_size(last_error))
+    for name in ("metadata", "response"):
+        if sizes[name] > RECORD_JSON_LIMIT:
+            changes[name], sizes[name] = None, 0
+    for name in ("response", "metadata"):
+        if sum(sizes.values()) + OTHER_FIELDS_LIMIT > RECORD_LIMIT:
+            changes[name], sizes[name] = None, 0
+    cut = cut_error or cut_last or any(changes.get(n, getattr(record, n)) is not getattr(record, n)
+                                       for n in ("metadata", "response"))
+    return replace(record, **changes, truncated=record.truncated or cut)

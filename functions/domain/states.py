@@ -63,12 +63,18 @@ def advance(current: State, observed: State) -> State:
     return observed if observed.rank >= current.rank else current
 
 
+PROVIDER_STATE_MAX = 100
+
+
 def provider_state_of(metadata: Mapping[str, Any] | None) -> str | None:
+    """The provider's own state word; anything but a short printable string is none
+    (it is stored as a field of its own, and a lone surrogate can't be stored)."""
     if not isinstance(metadata, Mapping):
         return None
     for holder in (metadata, metadata.get("commonMetadata"), metadata.get("genericMetadata")):
         if isinstance(holder, Mapping) and isinstance(holder.get("state"), str):
-            return holder["state"]
+            state = holder["state"]
+            return state if len(state) <= PROVIDER_STATE_MAX and state.isprintable() else None
     return None
 
 

@@ -15,7 +15,7 @@ from functions.domain import adaptive, eta, events
 from functions.domain.adaptive import DurationStats
 from functions.domain.events import Message
 from functions.domain.policy import retry_delay
-from functions.domain.record import Record, fits
+from functions.domain.record import Record, within_limits
 from functions.domain.states import State, advance, normalise
 
 CODE_NOT_FOUND = 5
@@ -72,8 +72,7 @@ def _after_answer(record: Record, operation: Mapping[str, Any], now: datetime, r
                   base: dict, rng, stats: DurationStats | None = None) -> Decision:
     seen = normalise(operation)
     state = advance(record.state, seen.state)
-    keeps_payload = fits(seen.metadata) and fits(seen.response)
-    updated = record.with_changes(
+    updated = within_limits(record.with_changes(
         **base,
         state=state,
         done=seen.done and state.terminal,
@@ -82,16 +81,17 @@ def _after_answer(record: Record, operation: Mapping[str, Any], now: datetime, r
         items=seen.items,
         failed_items=seen.failed_items or None,
         error=seen.error if state in (State.FAILED, State.CANCELLED) else None,
-        metadata=seen.metadata if keeps_payload else None,
-        response=seen.response if keeps_payload else None,
-        truncated=not keeps_payload,
+        metadata=seen.metadata,
+        response=seen.response,
+        truncated=False,
         polls=record.polls + 1,
         seen=True,
         consecutive_errors=0,
+        permanent_errors=0,
         last_error=None,
         next_poll_at=now + timedelta(seconds=_poll_delay(record, now, stats, rng)),
         **_estimate(record, state, seen.progress_percent, now, stats),
-    )
+    ))
     return _with_event(record, updated, now, rules)
 
 
@@ -117,20 +117,23 @@ def _poll_delay(record: Record, now: datetime, stats: DurationStats | None, rng)
 def _after_failure(record: Record, failure: ApiFailure, now: datetime, rules: Rules,
                    base: dict, rng) -> Decision:
     errors = record.consecutive_errors + 1
+    # Only permanent errors count towards FAILED; transient ones between them neither count nor reset.
+    permanent = record.permanent_errors + (failure.kind == "permanent")
     last_error = {**failure.status, "kind": failure.kind, "at": now.isoformat()}
     retry_at = now + timedelta(seconds=retry_delay(errors, failure.retry_after_s, rng))
-    changes = dict(base, consecutive_errors=errors, last_error=last_error, next_poll_at=retry_at)
+    changes = dict(base, consecutive_errors=errors, permanent_errors=permanent, last_error=last_error,
+                   next_poll_at=retry_at)
     age_s = (now - record.submitted_at).total_seconds()
     if failure.kind == "not_found" and (record.seen or age_s >= rules.not_found_grace_s):
         # The API forgot it (past its ~30-day retention), or never knew it.
         error = {"code": CODE_NOT_FOUND, "status": "NOT_FOUND",
                  "message": failure.status.get("message") or "operation not found"}
         updated = record.with_changes(**changes, state=State.EXPIRED, error=error)
-    elif failure.kind == "permanent" and errors >= rules.max_permanent_errors:
+    elif failure.kind == "permanent" and permanent >= rules.max_permanent_errors:
         updated = record.with_changes(**changes, state=State.FAILED, error=_rpc_status(failure.status))
     else:
         updated = record.with_changes(**changes)
-    return _with_event(record, updated, now, rules)
+    return _with_event(record, within_limits(updated), now, rules)
 
 
 def timed_out(record: Record, now: datetime, rules: Rules = Rules()) -> Decision:

@@ -282,6 +282,22 @@ def test_permanent_errors_fail_after_max_permanent_errors():
     assert decision.event.data["state"] == "FAILED"
 
 
+def test_transient_errors_between_permanent_ones_neither_count_nor_reset_them():
+    rules = Rules(max_permanent_errors=2)
+    record = make_record(state=State.RUNNING, sequence=1, seen=True)
+    record = after_poll(record, permanent(403), LATER, rules).record
+    record = after_poll(record, transient(), LATER, rules).record
+    assert (record.state, record.permanent_errors, record.consecutive_errors) == (State.RUNNING, 1, 2)
+    assert after_poll(record, permanent(403), LATER, rules).record.state is State.FAILED
+
+
+def test_a_good_answer_resets_the_permanent_error_count():
+    record = make_record(state=State.RUNNING, seen=True, permanent_errors=4, consecutive_errors=4)
+    record = after_poll(record, running(), LATER).record
+    assert (record.permanent_errors, record.consecutive_errors) == (0, 0)
+    assert after_poll(record, permanent(403), LATER, Rules(max_permanent_errors=5)).record.state is State.RUNNING
+
+
 def test_transient_errors_never_count_towards_failing():
     record = make_record(state=State.RUNNING, seen=True, consecutive_errors=100)
     assert after_poll(record, transient(), LATER, Rules(max_permanent_errors=1)).record.state is State.RUNNING

@@ -1,0 +1,61 @@
+"""No record can exceed Firestore's 1 MiB: error details, metadata, response and the whole are capped."""
+from __future__ import annotations
+
+import json
+
+from functions.domain.record import (
+    ERROR_DETAILS_LIMIT, ERROR_DETAILS_MAX, RECORD_JSON_LIMIT, RECORD_LIMIT, bounded_status, within_limits)
+from tests.unit.factories import make_record
+
+
+def _doc_bytes(record) -> int:
+    return len(json.dumps(record.to_doc(), default=str).encode())
+
+
+def test_error_details_are_capped_in_count_keeping_the_first():
+    status = {"code": 13, "message": "m", "details": [{"n": i} for i in range(100)]}
+    capped, cut = bounded_status(status)
+    assert cut and capped["details"] == [{"n": i} for i in range(ERROR_DETAILS_MAX)]
+    assert capped["code"] == 13 and status["details"][99] == {"n": 99}  # the input is untouched
+
+
+def test_error_details_are_capped_in_bytes():
+    capped, cut = bounded_status({"code": 13, "details": [{"blob": "x" * 30_000}] * 5})
+    assert cut and len(capped["details"]) == 2
+    assert len(json.dumps(capped["details"])) <= ERROR_DETAILS_LIMIT
+
+
+def test_a_status_within_limits_is_the_same_object():
+    status = {"code": 3, "message": "m", "details": [{"a": 1}]}
+    assert bounded_status(status) == (status, False)
+    assert bounded_status(None) == (None, False)
+
+
+def test_two_megabytes_of_details_make_a_record_that_fits_and_says_truncated():
+    details = [{"detail": "x" * 1000}] * 2000
+    record = within_limits(make_record(error={"code": 13, "message": "m", "details": details},
+                                       last_error={"code": 400, "details": details}))
+    assert record.truncated and _doc_bytes(record) < RECORD_LIMIT
+    assert record.error["message"] == "m" and record.error["details"]
+
+
+def test_metadata_and_response_are_each_kept_if_they_fit():
+    big = {"blob": "x" * (RECORD_JSON_LIMIT + 1)}
+    record = within_limits(make_record(metadata=big, response={"ok": 1}))
+    assert record.metadata is None and record.response == {"ok": 1} and record.truncated
+
+
+def test_when_the_whole_is_too_large_response_goes_first_then_metadata():
+    near = {"blob": "x" * (RECORD_JSON_LIMIT - 100)}
+    both = within_limits(make_record(metadata=near, response=near))
+    assert both.metadata == near and both.response == near and not both.truncated
+    details = [{"d": "x" * 1000}] * 60  # ~60 KB each in error and last_error
+    crowded = within_limits(make_record(metadata=near, response=near, items={"blob": "y" * 350_000},
+                                        error={"code": 2, "details": details}))
+    assert crowded.response is None and crowded.metadata == near and crowded.truncated
+    assert _doc_bytes(crowded) < RECORD_LIMIT
+
+
+def test_a_record_within_limits_is_unchanged():
+    record = make_record(metadata={"a": 1}, response={"b": 2}, error={"code": 2, "message": "x"})
+    assert within_limits(record) == record
