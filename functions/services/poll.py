@@ -43,7 +43,7 @@ from functions.domain import learning, runs
 from functions.domain.adaptive import DurationStats
 from functions.domain.events import Message
 from functions.domain.record import rfc3339, utcnow
-from functions.domain.tracking import Decision, Rules, after_poll
+from functions.domain.tracking import ApiFailure, Decision, Rules, after_poll
 from functions.services.outbox import OutboxRelay
 
 log = logging.getLogger(__name__)
@@ -329,10 +329,15 @@ class PollService:
                 if waitables:
                     wait(waitables, timeout=0.05, return_when=FIRST_COMPLETED)
                 for future in [f for f in in_flight if f.done()]:
-                    del in_flight[future]
+                    operation_id = in_flight.pop(future)
                     if not results:
                         results_since = self._monotonic()
-                    results.append(future.result())
+                    try:
+                        results.append(future.result())
+                    except Exception:  # _poll_one isolates failures; this is the last line of defence
+                        summary.count("errors")
+                        log.error("a poll worker failed; the operation falls due again when its lease ends",
+                                  extra={"operation_id": operation_id}, exc_info=True)
                 for future in [f for f in writing if f.done()]:
                     writing.remove(future)
                     to_publish += [(kind, message) for d in future.result()
@@ -402,9 +407,13 @@ class PollService:
 
     def _poll_one(self, claimed, due_at: datetime, summary: RunSummary) -> _Polled:
         summary.lag((self._clock() - due_at).total_seconds())
-        result = self._api.get(claimed.record.ref, claimed.record.quota_project)
-        summary.count("polled")
-        decision = self._decide(claimed.record, result)
+        try:
+            result = self._api.get(claimed.record.ref, claimed.record.quota_project)
+            summary.count("polled")
+            decision = self._decide(claimed.record, result)
+        except Exception as exc:  # whatever one answer does is that operation's error, never the run's
+            result = _own_failure(exc, claimed.record, "could not handle the API's answer")
+            decision = self._decide(claimed.record, result)
         if decision.record.consecutive_errors > claimed.record.consecutive_errors:
             summary.count("errors")
         return _Polled(claimed, result, decision)
@@ -418,6 +427,32 @@ class PollService:
         return decision
 
     def _write(self, group: list[_Polled], pool, summary: RunSummary) -> list[Decision]:
+        """Record a group of results (see _write_group); if that fails, record them one by one,
+        so that one record Firestore refuses stays that operation's error and the others land.
+        What the group already committed is skipped then: its lease is no longer this run's."""
+        try:
+            return self._write_group(group, pool, summary)
+        except Exception:
+            log.warning("recording a group of poll results failed: recording them one by one", exc_info=True)
+        alone = [_submit(pool, self._commit_alone, p, summary) for p in group]
+        return [d for d in (f.result() for f in alone) if d is not None and (d.event or d.command)]
+
+    def _commit_alone(self, polled: _Polled, summary: RunSummary) -> Decision | None:
+        claimed = polled.claimed
+        try:
+            return self._commit_change(claimed, polled.result, polled.decision, summary)
+        except Exception as exc:
+            failure = _own_failure(exc, claimed.record, "could not record the poll result")
+        try:  # the record as it was, plus this error: small, and it backs off like any failure
+            summary.count("errors")
+            decision = after_poll(claimed.record, failure, self._clock(), self._rules)
+            return self._commit_change(claimed, failure, decision, summary)
+        except Exception:
+            log.error("could not record an operation's error either; it falls due again when its lease ends",
+                      extra={"operation_id": claimed.record.id}, exc_info=True)
+            return None
+
+    def _write_group(self, group: list[_Polled], pool, summary: RunSummary) -> list[Decision]:
         """Record a group of results; returns the decisions with messages to publish, as committed.
 
         Quiet results go in one BatchWrite, each write guarded on its own; results with
@@ -513,3 +548,12 @@ class PollService:
                 self._durations.add(learnt)
             except Exception:  # statistics are an optimisation: never fail a run over them
                 log.warning("could not save duration statistics", exc_info=True)
+
+
+def _own_failure(exc: Exception, record, what: str) -> ApiFailure:
+    """An exception while polling one operation, as that operation's failure: permanent, so
+    that an answer lrowatch can never handle ends it FAILED after max_permanent_errors."""
+    log.error("%s; recorded as the operation's error", what,
+              extra={"operation_id": record.id, "operation": record.name}, exc_info=exc)
+    return ApiFailure("permanent", {"code": 500, "status": "INTERNAL",
+                                    "message": f"lrowatch {what}: {type(exc).__name__}: {str(exc)[:300]}"})
