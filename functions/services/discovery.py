@@ -2,7 +2,8 @@
 
 Each configured scope (service, parent, filter) is listed page by page at most
 once per WATCH_INTERVAL_S (a lease document per scope says when it was last
-taken), and every operation found is tracked through the same idempotent
+taken; a listing cut off by the run's budget keeps its page token there, and the
+next run goes on from it), and every operation found is tracked through the same idempotent
 create as `submit`, with source "watch". A page is checked for already
 tracked operations in one batched read, so a listing of known operations
 costs reads, not failed creates.
@@ -18,7 +19,7 @@ from typing import Callable
 
 from functions.adapters.firestore_leases import lease_key
 from functions.config import Settings
-from functions.domain.errors import InvalidArgument, LroError
+from functions.domain.errors import InvalidArgument
 from functions.domain.names import build_ref
 from functions.domain.record import utcnow
 from functions.domain.submission import parse_submission
@@ -32,6 +33,7 @@ PAGE_SIZE = 100
 @dataclass
 class DiscoverySummary:
     scopes_listed: int = 0
+    scopes_failed: int = 0
     found: int = 0
     tracked: int = 0
 
@@ -48,34 +50,57 @@ class Discovery:
         self._interval_s = interval_s
 
     def run(self, run_id: str, stop_at: float) -> DiscoverySummary:
-        """List the scopes that are due, until the monotonic time `stop_at`."""
+        """List the scopes that are due, until the monotonic time `stop_at`. Each scope is on
+        its own: one that fails is logged and listed again by the next run."""
         summary = DiscoverySummary()
         for service, parent, filter_ in self._settings.watch_scopes:
             if self._monotonic() >= stop_at:
                 break
-            digest = hashlib.sha256(f"{service}\n{parent}\n{filter_}".encode()).hexdigest()[:16]
-            now = self._clock()
-            if not self._leases.acquire(lease_key("watch", digest), run_id, now,
-                                        now + timedelta(seconds=self._interval_s),
-                                        service=service, parent=parent, filter=filter_):
-                continue  # listed less than an interval ago (or being listed)
-            summary.scopes_listed += 1
             try:
-                self._list_scope(service, parent, filter_, stop_at, summary)
-            except LroError as exc:  # the API is unavailable: the next interval tries again
-                log.warning("watch scope listing failed", extra={"parent": parent, "error": exc.message})
+                self._scope(run_id, service, parent, filter_, stop_at, summary)
+            except Exception as exc:
+                summary.scopes_failed += 1
+                log.warning("watch scope listing failed; the next run lists it again", extra={
+                    "service": service, "parent": parent, "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
         return summary
 
-    def _list_scope(self, service: str, parent: str, filter_: str, stop_at: float,
-                    summary: DiscoverySummary) -> None:
+    def _scope(self, run_id: str, service: str, parent: str, filter_: str, stop_at: float,
+               summary: DiscoverySummary) -> None:
+        """List one scope, from where an earlier run stopped (the page token kept on its lease)."""
+        key = lease_key("watch", hashlib.sha256(f"{service}\n{parent}\n{filter_}".encode()).hexdigest()[:16])
+        now = self._clock()
+        until = now + timedelta(seconds=self._interval_s)
+        if not self._leases.acquire(key, run_id, now, until, service=service, parent=parent, filter=filter_):
+            return  # listed less than an interval ago (or being listed)
+        summary.scopes_listed += 1
+        token = (self._leases.get(key) or {}).get("page_token") or ""
+        try:
+            token = self._list_scope(service, parent, filter_, token, stop_at, summary)
+        except Exception:
+            self._release(key, run_id)
+            raise
+        if token:  # cut off by the budget: the next run goes on from this page
+            self._leases.extend(key, run_id, self._clock(), page_token=token)
+        else:
+            self._leases.extend(key, run_id, until, page_token="")
+
+    def _release(self, key: str, run_id: str) -> None:
+        try:
+            self._leases.extend(key, run_id, self._clock())
+        except Exception:  # the lease then ends on its own, an interval later
+            log.warning("could not release a watch scope's lease", extra={"lease": key}, exc_info=True)
+
+    def _list_scope(self, service: str, parent: str, filter_: str, token: str, stop_at: float,
+                    summary: DiscoverySummary) -> str:
+        """List pages from `token` until the end (returns "") or the budget (returns the next token)."""
         endpoint = build_ref(f"{parent}/operations/scope", service)  # host and version of the scope
-        token = ""
         while self._monotonic() < stop_at:
             operations, token = self._api.list(endpoint, parent, filter_, PAGE_SIZE, token)
             summary.found += len(operations)
             self._track(service, operations, summary)
             if not token:
-                return
+                return ""
+        return token
 
     def _track(self, service: str, operations: list[dict], summary: DiscoverySummary) -> None:
         now = self._clock()
