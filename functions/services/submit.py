@@ -65,7 +65,7 @@ class SubmitService:
             raise InvalidArgument(f"limit must be between 1 and {MAX_PAGE}")
         records, token = self._store.list(state=state, service=service, labels=labels, limit=limit,
                                           page_token=params.get("page_token") or None)
-        body: dict = {"operations": [r.to_json() for r in records]}
+        body: dict = {"operations": [r.to_list_json() for r in records]}
         if token:
             body["next_page_token"] = token
         return body

@@ -86,6 +86,18 @@ def test_list_filters_by_state_service_and_label_and_pages(client):
     assert len(seen) == len(set(seen)) == 6 and pages == 3
 
 
+def test_list_results_leave_out_metadata_and_response_and_the_single_read_keeps_them(client, project_id):
+    from functions.adapters.firestore_store import FirestoreStore
+
+    created = post(client, {"name": DOC_AI, "service": "documentai"}).json
+    FirestoreStore(project_id, "lro_operations").update_fields(
+        created["id"], {"metadata": json.dumps({"state": "RUNNING"}), "response": json.dumps({"big": "x" * 1000})})
+    listed = client.get("/operations").json["operations"][0]
+    assert listed["id"] == created["id"] and "metadata" not in listed and "response" not in listed
+    single = client.get(f"/operations/{created['id']}").json
+    assert single["metadata"] == {"state": "RUNNING"} and single["response"] == {"big": "x" * 1000}
+
+
 @pytest.mark.parametrize("query", ["state=BOGUS", "limit=0", "limit=x", "service=evil.com",
                                    "page_token=!!", "colour=red"])
 def test_list_refuses_bad_query_parameters_with_400(client, query):
