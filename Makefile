@@ -6,11 +6,10 @@ CHECKOV_VENV := .venv-checkov
 
 .PHONY: demo test test-unit bench lint clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt setup.cfg
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt
-	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
 # checkov clashes with python-hcl2, so it lives in its own virtualenv.

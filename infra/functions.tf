@@ -94,7 +94,10 @@ data "archive_file" "source" {
   source_dir  = "${path.module}/.."
   output_path = "${path.module}/.build/lrowatch-source.zip"
 
-  # Only main.py, functions/ and requirements.txt are needed at run time.
+  # Only what the functions run: main.py, requirements.txt and functions/
+  # without the tooling (CLI, local stack, simulator, DLQ tool), which stays
+  # in the repository and the `lrowatch` distribution. pyproject.toml stays
+  # out too, so the buildpack installs requirements.txt and nothing else.
   excludes = [
     ".git",
     ".git/**",
@@ -109,11 +112,20 @@ data "archive_file" "source" {
     "**/*.pyc",
     "bench/**",
     "*.egg-info/**",
+    "build/**",
     "docs/**",
     "infra/**",
     "tests/**",
+    "functions/cli/**",
+    "functions/local/**",
+    "functions/simulator/**",
+    "functions/dlq.py",
+    "functions/__main__.py",
+    ".gitignore",
     "cloudbuild.yaml",
     "Makefile",
+    "README.md",
+    "pyproject.toml",
     "requirements-dev.txt",
   ]
 }
