@@ -1,36 +1,66 @@
 """`lrowatch`: track Google Cloud long-running operations from a terminal.
 
     lrowatch submit --local projects/1/locations/us/operations/42 --service documentai
-    lrowatch list --local --state RUNNING
-    lrowatch watch --local ID
+    lrowatch --local list --state RUNNING
+    lrowatch --local watch ID
+    lrowatch --local wait ID && echo done
     lrowatch items --local ID --failed > retry.txt
 
 Exit codes: 0 ok · 1 the API refused the request (4xx) · 2 usage error ·
-3 unreachable, not authorised or unavailable · 4 not found.
+3 unreachable, not authorised or unavailable · 4 not found ·
+wait/watch ID: 5 failed · 6 cancelled · 7 expired or timed out · 8 --timeout passed.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
+import functions
 from functions.cli import commands, render
 from functions.cli.api import Client
-from functions.cli.errors import CliError
+from functions.cli.errors import INTERRUPTED, CliError
 from functions.cli.target import resolve
 
 STATES = ("PENDING", "RUNNING", "CANCELLING", "SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED", "TIMED_OUT")
 
 
+WAIT_HELP = """Block until every operation is finished. Exit code (with several
+operations, the first that applies in this order: 8, 5, 7, 6, 0):
+  0  every operation SUCCEEDED
+  5  one FAILED
+  6  one was CANCELLED
+  7  one EXPIRED or TIMED_OUT (lrowatch stopped tracking it)
+  8  --timeout passed first
+  4  an operation is not tracked        3  lrowatch unreachable for --max-unavailable seconds
+No answer, 429 and 5xx are retried with backoff (1 s doubling to 30 s); the ID
+token is renewed before it expires. On a terminal a live line shows progress."""
+
+
+def _common_options(parser: argparse.ArgumentParser, *, after_command: bool) -> None:
+    """--url/--local/--json, accepted both before and after the subcommand. After it,
+    an option left out must not reset what was given before it: hence SUPPRESS."""
+    unset = {"default": argparse.SUPPRESS} if after_command else {}
+    where = parser.add_argument_group("where lrowatch runs")
+    where.add_argument("--url", help="the deployed submit function's URL (or set LROWATCH_URL)", **unset)
+    where.add_argument("--local", action="store_true", help="the local demo started by `make demo`", **unset)
+    parser.add_argument("--json", action="store_true", help="machine-readable JSON output", **unset)
+
+
+def _resilience_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--timeout", type=float, metavar="S", help="stop after S seconds (default: when done)")
+    p.add_argument("--interval", type=float, default=5.0, metavar="S", help="seconds between GETs of the record")
+    p.add_argument("--max-unavailable", type=float, default=300.0, metavar="S",
+                   help="give up (exit 3) after S seconds without an answer (default 300)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    # Target and output options go on every subcommand, so they may follow it.
     common = argparse.ArgumentParser(add_help=False)
-    where = common.add_argument_group("where lrowatch runs")
-    where.add_argument("--url", help="the deployed submit function's URL (or set LROWATCH_URL)")
-    where.add_argument("--local", action="store_true", help="the local demo started by `make demo`")
-    common.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    _common_options(common, after_command=True)
 
     parser = argparse.ArgumentParser(prog="lrowatch", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"lrowatch {functions.__version__}")
+    _common_options(parser, after_command=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("submit", parents=[common], help="start tracking an operation")
@@ -75,11 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("watch", parents=[common], help="follow state changes as they happen",
                        description="Locally: the real events, from the demo's Pub/Sub emulator. "
-                                   "Deployed: polls GET /operations/ID every --interval seconds.")
+                                   "Deployed: polls GET /operations/ID every --interval seconds. "
+                                   "With an ID it ends as the operation does, with `wait`'s exit codes.")
     _operation_args(p, required=False)
-    p.add_argument("--timeout", type=float, metavar="S", help="stop after S seconds (default: when done)")
-    p.add_argument("--interval", type=float, default=5.0, metavar="S", help="deployed: seconds between GETs")
+    _resilience_options(p)
     p.set_defaults(run=commands.watch_)
+
+    p = sub.add_parser("wait", parents=[common], help="block until operations finish; the exit code says how",
+                       description=WAIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("operations", nargs="+", metavar="ID", help="record id or operation URL (several allowed), "
+                                                                "or names with --service")
+    p.add_argument("--service", help="with names: the API short name or host")
+    _resilience_options(p)
+    p.set_defaults(run=commands.wait_)
 
     dlq = sub.add_parser("dlq", help="dead-lettered messages").add_subparsers(dest="dlq_command", required=True,
                                                                                metavar="ACTION")
@@ -115,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             client = Client(resolve(args.url, args.local))
         return args.run(args, client)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return INTERRUPTED
     except CliError as exc:
         if args.json and exc.body:
             render.as_json(exc.body, sys.stderr)

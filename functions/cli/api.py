@@ -28,7 +28,7 @@ class Client:
         self.target = target
         self._session = session or requests.Session()
         self._session.trust_env = target.needs_token  # no proxies for the local demo
-        self._token: str | None = None
+        self._tokens = targets.IdTokens(target.audience) if target.needs_token else None
 
     def submit(self, body: dict) -> tuple[dict, bool]:
         """(record, created): 201 for a new record, 200 for one already tracked."""
@@ -48,11 +48,20 @@ class Client:
         return self._call("POST", f"/operations/{quote(operation_id, safe='')}:cancel", json=body).json()
 
     def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        response = self._send(method, path, **kwargs)
+        if response.status_code == 401 and self._tokens:
+            # Revoked or expired early (clock skew): one more try with a fresh token.
+            self._tokens.invalidate()
+            response = self._send(method, path, **kwargs)
+        if response.status_code >= 300:
+            raise _error(response)
+        return response
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         url = self.target.submit_url + path
         headers = {}
-        if self.target.needs_token:
-            self._token = self._token or targets.id_token(self.target.audience)
-            headers["Authorization"] = f"Bearer {self._token}"
+        if self._tokens:
+            headers["Authorization"] = f"Bearer {self._tokens.get()}"
         try:
             response = self._session.request(method, url, headers=headers, timeout=TIMEOUT_S,
                                              allow_redirects=False, **kwargs)
@@ -60,8 +69,6 @@ class Client:
             hint = ("is `make demo` still running? start it with `make demo`" if self.target.local
                     else "check the URL and your network")
             raise Unreachable(f"cannot reach {self.target.submit_url}: {type(exc).__name__}", hint) from exc
-        if response.status_code >= 300:
-            raise _error(response)
         return response
 
 

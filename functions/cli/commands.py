@@ -6,11 +6,14 @@ import getpass
 import importlib
 import json
 import os
+import shlex
 import sys
 
 from functions.cli import refs, render
 from functions.cli.api import Client
-from functions.cli.errors import OK, ApiError, UsageError
+from functions.cli.errors import OK, ApiError, UsageError, WaitTimeout
+from functions.cli.retry import Backoff
+from functions.cli.wait import Waiter, exit_code
 from functions.cli.watch import watch
 
 MAX_PAGES = 1000  # --all stops here: a guard against a server that never ends a listing
@@ -89,7 +92,8 @@ def list_(args: argparse.Namespace, client: Client) -> int:
         return OK
     render.table([render.operation_row(op) for op in operations], render.LIST_COLUMNS)
     if token:
-        print(f"\nmore: lrowatch list --page-token {token} (or --all)", file=sys.stderr)
+        print(f"\nmore: lrowatch list{_list_filters(args)}{_target_flag(args)} --page-token {token} (or --all)",
+              file=sys.stderr)
     return OK
 
 
@@ -137,15 +141,47 @@ def cancel(args: argparse.Namespace, client: Client) -> int:
 
 
 def watch_(args: argparse.Namespace, client: Client) -> int:
+    """Events as they come; with an ID, it ends as the operation does (wait's exit codes)."""
     operation_id = refs.operation_id(args.operation, args.service) if args.operation else None
     if args.json:
         emit = lambda event: print(json.dumps(event, sort_keys=True), flush=True)  # noqa: E731 — JSON lines
     else:
         emit = lambda event: print(render.event_line(event), flush=True)  # noqa: E731
-    done = watch(client, operation_id, emit, timeout_s=args.timeout, interval_s=args.interval)
-    if not done and operation_id:
+    final = watch(client, operation_id, emit, timeout_s=args.timeout, interval_s=args.interval,
+                  backoff=_backoff(args))
+    if operation_id is None:
+        return OK
+    if final is None or not final.get("done"):
         print("stopped before the operation finished", file=sys.stderr)
-    return OK
+    return exit_code([final or {}])
+
+
+def wait_(args: argparse.Namespace, client: Client) -> int:
+    ids = [refs.operation_id(ref, args.service) for ref in args.operations]
+    line = render.LiveLine()
+    waiter = Waiter(client, _backoff(args, line), interval_s=args.interval)
+    try:
+        records = waiter.wait(ids, args.timeout, lambda rs, elapsed: line.show(render.wait_line(rs, elapsed)))
+    finally:
+        line.close()
+    if args.json:
+        render.as_json({"operations": records})
+    else:
+        render.table([render.operation_row(op) for op in records], render.LIST_COLUMNS)
+    code = exit_code(records)
+    if code == WaitTimeout.exit_code:
+        print(f"error: --timeout {args.timeout:g} s passed before every operation finished", file=sys.stderr)
+        print("  → wait again, or raise --timeout", file=sys.stderr)
+    return code
+
+
+def _backoff(args: argparse.Namespace, line: render.LiveLine | None = None) -> Backoff:
+    def on_retry(exc, delay):
+        if line:
+            line.close()
+        print(f"{exc.message}; retrying in {delay:g} s", file=sys.stderr, flush=True)
+
+    return Backoff(give_up_after_s=args.max_unavailable, on_retry=on_retry)
 
 
 def dlq_replay(args: argparse.Namespace, client: Client | None) -> int:
@@ -179,8 +215,15 @@ def dlq_replay(args: argparse.Namespace, client: Client | None) -> int:
     return OK
 
 
+def _list_filters(args: argparse.Namespace) -> str:
+    """The filters of this listing, as options: a page token continues the same query."""
+    options = [("--state", args.state), ("--service", args.service), ("--limit", args.limit)]
+    options += [("--label", label) for label in args.label or []]
+    return "".join(f" {flag} {shlex.quote(str(value))}" for flag, value in options if value is not None)
+
+
 def _target_flag(args: argparse.Namespace) -> str:
-    return " --local" if args.local else (f" --url {args.url}" if args.url else "")
+    return " --local" if args.local else (f" --url {shlex.quote(args.url)}" if args.url else "")
 
 
 def _user() -> str:

@@ -93,6 +93,45 @@ def event_line(event: dict) -> str:
     return f"{head}  {change}" + (f"  ({'; '.join(extra)})" if extra else "")
 
 
+def wait_line(records: list[dict], elapsed_s: float) -> str:
+    """The live line of `wait`/`watch`: state, progress, elapsed time and lrowatch's polls."""
+    clock = f"{int(elapsed_s) // 60}m{int(elapsed_s) % 60:02d}s elapsed"
+    if len(records) == 1:
+        op = records[0]
+        parts = [op.get("id", "")[:12], str(op.get("state"))]
+        if op.get("progress_percent") is not None:
+            parts.append(_percent(op["progress_percent"]))
+        return "  ".join(parts + [clock, f"{op.get('polls') or 0} polls"])
+    states: dict[str, int] = {}
+    for op in records:
+        states[str(op.get("state"))] = states.get(str(op.get("state")), 0) + 1
+    done = sum(1 for op in records if op.get("done"))
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+    return f"{done}/{len(records)} done ({counts})  {clock}"
+
+
+class LiveLine:
+    """One line on a terminal, rewritten in place; nothing at all when not a terminal
+    (logs and pipes get only the final output)."""
+
+    def __init__(self, out: TextIO | None = None):
+        self._out = out or sys.stderr
+        self._live = bool(getattr(self._out, "isatty", lambda: False)())
+        self._shown = False
+
+    def show(self, text: str) -> None:
+        if self._live:
+            self._out.write(f"\r\033[K{text}")
+            self._out.flush()
+            self._shown = True
+
+    def close(self) -> None:
+        if self._shown:
+            self._out.write("\n")
+            self._out.flush()
+            self._shown = False
+
+
 def short_service(service: str | None) -> str | None:
     return service[: -len(SERVICE_SUFFIX)] if service and service.endswith(SERVICE_SUFFIX) else service
 

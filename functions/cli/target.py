@@ -6,11 +6,15 @@ token whose audience is the function's URL; local ones (http) get none.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlsplit
 
 from functions.cli.errors import Unreachable, UsageError
@@ -80,6 +84,46 @@ def _checked_url(url: str) -> str:
         # An ID token must never travel in clear text, and deployed functions are https only.
         raise UsageError(f"{url!r} is plain http", "deployed functions are https; http is for the local demo")
     return url.strip().rstrip("/")
+
+
+# Google ID tokens live an hour; one is replaced this long before it expires, so a
+# request never leaves with a token that lapses in flight.
+REFRESH_MARGIN_S = 300.0
+UNKNOWN_LIFETIME_S = 600.0  # a token whose expiry cannot be read is kept this long
+
+
+class IdTokens:
+    """The ID token for one audience, fetched when first needed and replaced before expiry."""
+
+    def __init__(self, audience: str, fetch: Callable[[str], str] | None = None,
+                 clock: Callable[[], float] = time.time, margin_s: float = REFRESH_MARGIN_S):
+        self._audience, self._fetch, self._clock, self._margin_s = audience, fetch, clock, margin_s
+        self._token: str | None = None
+        self._expires_at = self._lifetime = 0.0
+
+    def get(self) -> str:
+        now = self._clock()
+        if self._token is None or now >= self._expires_at - min(self._margin_s, self._lifetime / 2):
+            fetch = self._fetch or id_token  # looked up per call, so tests may replace id_token
+            self._token = fetch(self._audience)
+            self._expires_at = expiry_of(self._token) or now + UNKNOWN_LIFETIME_S
+            self._lifetime = max(self._expires_at - now, 0.0)
+        return self._token
+
+    def invalidate(self) -> None:
+        """Forget the token (the service refused it): the next get() fetches a new one."""
+        self._token = None
+
+
+def expiry_of(token: str) -> float | None:
+    """The `exp` claim of a JWT (seconds since the epoch), read without verifying it:
+    the CLI only needs to know when to ask for a new one."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return float(claims["exp"])
+    except (IndexError, ValueError, KeyError, TypeError, binascii.Error):
+        return None
 
 
 def id_token(audience: str) -> str:

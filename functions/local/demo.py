@@ -226,11 +226,14 @@ def handled(record: dict) -> str:
     return ", ".join(parts) or "-"
 
 
+# What `--keep` suggests trying (tests/e2e/test_cli_documented_commands.py runs them).
+TRY_COMMANDS = ("lrowatch --local list", "lrowatch --local watch", "lrowatch --local wait ID")
+
+
 def keep_running(stack: LocalStack) -> None:
     """`--keep`: leave the stack up, polled every few seconds, until Ctrl-C (for trying the CLI)."""
-    print("\nthe stack stays up for you (Ctrl-C stops it). Try, in another terminal:\n"
-          "  .venv/bin/lrowatch --local list\n"
-          "  .venv/bin/lrowatch --local watch", flush=True)
+    print("\nthe stack stays up for you (Ctrl-C stops it). Try, in another terminal"
+          " (ID: an id from the list):\n" + "\n".join(f"  .venv/bin/{c}" for c in TRY_COMMANDS), flush=True)
     try:
         while True:
             stack.poll(budget_s=POLL_RUN_S)

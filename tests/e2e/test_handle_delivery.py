@@ -16,7 +16,6 @@ import time
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -26,42 +25,18 @@ from functions.dlq import replay
 from functions.local.processes import REPO_ROOT, function_process, free_port
 from functions.local.stack import LocalStack, post_json
 from functions.simulator.client import SimulatorAdmin
+from tests.e2e.helpers import self_signed
 
 NOTIFY_TOPIC = "ocr-done"
 
 
 # --- local stand-ins: an https webhook receiver, a TCP link that can be cut ------
 
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and its key (PEM), made at test time."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-    import ipaddress
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lrowatch test webhook")])
-    now = datetime.now(timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = directory / "webhook.pem", directory / "webhook.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
-
 class Webhook:
     """An https receiver on 127.0.0.1 that records every POST."""
 
     def __init__(self, directory: Path):
-        self.cert, key = _self_signed(directory)
+        self.cert, key = self_signed(directory, "lrowatch test webhook")
         self.posts: list[dict] = []
         received = self.posts
 

@@ -8,10 +8,8 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,9 +17,9 @@ import requests
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
-from functions.cli import main as cli
 from functions.local.stack import LocalStack
 from functions.simulator.client import SimulatorAdmin
+from tests.e2e.helpers import polling, run_cli, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "docs" / "schemas"
@@ -36,17 +34,6 @@ def schema(name: str) -> Draft202012Validator:
 
 def errors(validator: Draft202012Validator, instance) -> list[str]:
     return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(instance)]
-
-
-def wait_for(check, timeout: float, what: str, every: float = 0.2):
-    """check() until truthy, at most `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 # ----------------------------------------------------------------------------- the stack
@@ -74,24 +61,6 @@ def demo_file(stack, tmp_path_factory):
         patch.setenv("LROWATCH_DEMO_FILE", str(path))
         patch.delenv("LROWATCH_URL", raising=False)
         yield path
-
-
-@contextmanager
-def polling(stack):
-    """Poll runs back to back in the background, as Cloud Scheduler would (faster)."""
-    stop = threading.Event()
-
-    def loop():
-        while not stop.is_set():
-            stack.poll(budget_s=1)
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=35)
 
 
 def record(stack, operation_id: str) -> dict:
@@ -258,12 +227,6 @@ def test_each_poll_run_ends_with_one_summary_entry(stack, emitted):
 
 # ----------------------------------------------------------------------------- the CLI
 
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = cli(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_cli_submits_by_name_and_service_and_a_second_submit_finds_the_same_record(sim, capsys):
     op = sim.create(kind="documentai", running_s=60)
     code, out, _ = run_cli(capsys, "submit", op["name"], "--service", "documentai", "--local",
@@ -336,7 +299,7 @@ def test_cli_cancel_then_watch_shows_the_outcome_and_the_states_until_done(stack
     finally:
         watcher.kill()
     events = [json.loads(line) for line in out.splitlines()]
-    assert watcher.returncode == 0, err
+    assert watcher.returncode == 6, err  # it ended CANCELLED: wait's exit code
     assert [e["outcome"] for e in events if e["type"] == "lro.cancel_outcome"] == ["sent"]
     assert events[-1]["state"] == "CANCELLED" and events[-1]["done"] is True
     assert _watch_subscriptions(stack) == []  # the temporary subscription is gone
@@ -366,7 +329,7 @@ def test_cli_watch_stops_at_its_timeout_while_the_operation_still_runs(sim, caps
     operation_id = json.loads(out)["operation"]["id"]
     started = time.monotonic()
     code, out, err = run_cli(capsys, "watch", operation_id, "--local", "--timeout", "1.5")
-    assert code == 0 and time.monotonic() - started < 15
+    assert code == 8 and time.monotonic() - started < 15  # wait's "--timeout passed" code
     assert "stopped before the operation finished" in err
 
 
