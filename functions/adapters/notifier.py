@@ -4,7 +4,8 @@ Each channel is one effect (`send`), claimed separately by `handle`, so a
 failure in one never repeats the other.
 
 notify_url: https only, re-checked against LRO_NOTIFY_URL_PREFIXES at send
-time, POSTed with a Google-signed ID token whose audience is the URL's origin
+time, POSTed as a CloudEvents 1.0 binary-mode request (functions.domain.
+cloudevents) with a Google-signed ID token whose audience is the URL's origin
 (Cloud Run's convention: the service URL). Transient failures (connection
 errors, 429, 5xx) are retried a few times in-process; the final outcome is
 returned to be recorded, delivered or not. No redirects are followed.
@@ -24,7 +25,7 @@ from urllib.parse import urlsplit
 import requests
 
 from functions.config import Settings
-from functions.domain import events
+from functions.domain import cloudevents, events
 from functions.domain.record import Record
 from functions.domain.submission import check_notify_url
 
@@ -65,7 +66,8 @@ class Notifier:
     def _post(self, url: str, message: events.Message) -> dict:
         # Re-checked at send time: the allowlist may have shrunk since submission.
         check_notify_url(url, self._settings.notify_url_prefixes)
-        headers = {"Content-Type": "application/json", "ce-id": message.data["event_id"]}
+        headers = cloudevents.binary_headers(
+            message.data, cloudevents.source(self._settings.project, self._settings.collection))
         if not self._settings.api_base_url:
             headers["Authorization"] = f"Bearer {self._id_token(audience_of(url))}"
         outcome: dict = {"attempts": 0}

@@ -1,11 +1,15 @@
 """Notifier with a fake session: webhook retries, ID token audience, local mode."""
 from __future__ import annotations
 
+import json
+from datetime import datetime, timezone
+
 import pytest
 import requests
 
 from functions.adapters.notifier import Notifier, audience_of
 from functions.config import Settings
+from functions.domain import cloudevents
 from functions.domain.errors import InvalidArgument
 from functions.domain.states import State
 from tests.unit.factories import make_record
@@ -99,3 +103,22 @@ def test_channels_are_those_the_record_asks_for():
 
 def test_the_audience_is_scheme_and_host():
     assert audience_of("https://svc-abc.a.run.app/lro/done?x=1") == "https://svc-abc.a.run.app"
+
+
+def test_the_webhook_request_carries_cloudevents_binary_mode_headers():
+    notifier, session, _ = _notifier(CLOUD, 204)
+    record = _record(completed_at=datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc))
+    notifier.send("notify_url", record, "e-9")
+    headers = session.calls[0]["headers"]
+    body = json.loads(session.calls[0]["data"])
+    assert headers["ce-specversion"] == "1.0" and headers["ce-id"] == "e-9" == body["event_id"]
+    assert headers["ce-type"] == "lro.notification" == body["type"]
+    assert headers["ce-subject"] == record.name and headers["ce-source"] == "//lrowatch/projects/p/collections/lro_operations"
+    assert headers["ce-time"] == body["completed_at"] == "2024-05-01T12:00:00.000Z" and headers["Content-Type"] == "application/json"
+
+
+def test_cloudevent_header_values_are_percent_encoded_where_http_requires_it():
+    headers = cloudevents.binary_headers(
+        {"event_id": "e-1", "type": "t", "operation": {"name": 'operations/a"b%c é'}}, "//lrowatch/x")
+    assert headers["ce-subject"] == "operations/a%22b%25c %C3%A9"
+    assert "ce-time" not in headers  # absent, never empty
