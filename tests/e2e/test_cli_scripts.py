@@ -229,7 +229,7 @@ def documented_commands() -> list[str]:
 def runnable(command: str, values: dict[str, str]) -> list[str]:
     """The command's argv, without comments and shell chaining, placeholders filled in,
     and a bound on commands that follow an operation until it ends."""
-    command = command.split("  #")[0].split("&&")[0].strip()
+    command = re.split(r"  #|&&| > ", command)[0].strip()
     for placeholder, value in values.items():
         command = re.sub(rf"(?<![\w/-]){re.escape(placeholder)}(?![\w/-])", value, command)
     argv = shlex.split(command)[1:]
