@@ -5,7 +5,6 @@ bug or an unavailable dependency becomes a 5xx, bad input always a 4xx.
 """
 from __future__ import annotations
 
-import json
 import logging
 import re
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 from google.api_core import exceptions as gexc
 
 from functions.adapters.pubsub_push import Undecodable, drop_poison, envelope_message
-from functions.domain import runs
+from functions.domain import jsontext, runs
 from functions.domain.errors import (
     InvalidArgument, LroError, MethodNotAllowed, NotFound, PayloadTooLarge, TransientError,
     UnsupportedMediaType)
@@ -139,8 +138,10 @@ def read_json(request, *, required: bool) -> Any:
     if request.mimetype != "application/json":
         raise UnsupportedMediaType("the body must be JSON (Content-Type: application/json)")
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return jsontext.loads(raw, text_only=True)
+    except (jsontext.JsonTooDeep, jsontext.JsonNotText) as exc:
+        raise InvalidArgument(f"the body is not acceptable JSON: {exc}") from exc
+    except ValueError as exc:  # UnicodeDecodeError among them
         raise InvalidArgument(f"the body is not valid JSON: {str(exc)[:120]}") from exc
 
 

@@ -50,9 +50,16 @@ def loads(raw: bytes | str, *, max_depth: int = MAX_DEPTH, text_only: bool = Fal
     if depth > max_depth:
         raise JsonTooDeep(f"JSON nested {depth} levels deep (at most {max_depth})")
     value = json.loads(data, parse_constant=_refuse_constant)
-    if text_only:
-        try:
-            json.dumps(value, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise JsonNotText("JSON string holds a lone surrogate (\\ud800-\\udfff)") from exc
+    if text_only and not is_text(value):
+        raise JsonNotText("JSON string holds a lone surrogate (\\ud800-\\udfff)")
     return value
+
+
+def is_text(value: Any) -> bool:
+    """Whether every string in `value` is valid Unicode: a lone surrogate (JSON `"\\ud800"`)
+    can be neither encoded as UTF-8 nor stored in Firestore or Pub/Sub."""
+    try:
+        json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

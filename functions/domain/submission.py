@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any, Mapping
 from urllib.parse import unquote, urlsplit
 
+from functions.domain import jsontext
 from functions.domain.errors import InvalidArgument
 from functions.domain.names import build_ref, parse_url
 from functions.domain.policy import Policy
@@ -19,6 +20,7 @@ _PROJECT = re.compile(r"^(?:[a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]{1,20})\Z")
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}\Z")
 _LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}\Z")
 _TOPIC = re.compile(r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/topics/[A-Za-z][A-Za-z0-9._~+%-]{2,254}\Z")
+_URL_CHARS = re.compile(r"^[\x21-\x5b\x5d-\x7e]+\Z")  # printable ASCII without space and backslash
 _CORRELATION = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,255}\Z")
 MAX_LABELS = 64
 
@@ -34,6 +36,8 @@ def parse_submission(
 ) -> Record:
     if not isinstance(raw, Mapping):
         raise InvalidArgument("the submission must be a JSON object")
+    if not jsontext.is_text(raw):
+        raise InvalidArgument("the submission holds a string that is not valid Unicode (a lone surrogate)")
     unknown = set(raw) - _FIELDS
     if unknown:
         raise InvalidArgument(f"unknown fields: {', '.join(sorted(map(str, unknown)))[:300]}")
@@ -99,17 +103,27 @@ def _labels(value: Any) -> dict:
     if not isinstance(value, Mapping) or len(value) > MAX_LABELS:
         raise InvalidArgument(f"labels must be an object of at most {MAX_LABELS} entries")
     for key, item in value.items():
-        if not _LABEL_KEY.match(key) or not isinstance(item, str) or not _LABEL_VALUE.match(item):
-            raise InvalidArgument(
-                "labels follow Google Cloud label rules: lowercase keys and values, digits, - and _"
-            )
+        if not valid_label(key, item):
+            raise InvalidArgument(LABEL_RULES)
     return dict(value)
+
+
+LABEL_RULES = "labels follow Google Cloud label rules: lowercase keys and values, digits, - and _"
+
+
+def valid_label(key: Any, value: Any) -> bool:
+    """A Google Cloud label: also what keeps a key safe inside a Firestore field path."""
+    return (isinstance(key, str) and bool(_LABEL_KEY.match(key))
+            and isinstance(value, str) and bool(_LABEL_VALUE.match(value)))
 
 
 def check_notify_url(value: Any, prefixes: tuple[str, ...]) -> str:
     """https only, no userinfo, and under one of the configured prefixes."""
-    if not isinstance(value, str) or len(value) > 2048 or any(c in value for c in "\r\n\t \\"):
-        raise InvalidArgument("notify_url must be an https URL")
+    if not isinstance(value, str) or len(value) > 2048 or not _URL_CHARS.match(value):
+        # Printable ASCII only: control characters (\x0b, \x7f …) and spaces are what URL
+        # parsers disagree on; anything else must be percent-encoded.
+        raise InvalidArgument("notify_url must be an https URL of printable ASCII characters (no spaces, "
+                              "no backslashes; percent-encode anything else)")
     try:
         parts = urlsplit(value)
         hostname = parts.hostname

@@ -10,7 +10,7 @@ from functions.domain.errors import InvalidArgument, NotFound
 from functions.domain.names import is_operation_id, resolve_service
 from functions.domain.record import Record, utcnow
 from functions.domain.states import State
-from functions.domain.submission import parse_submission
+from functions.domain.submission import LABEL_RULES, parse_submission, valid_label
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,8 @@ class SubmitService:
         """GET /operations?state=&service=&label.K=V&limit=&page_token= (contract §4)."""
         allowed = {"state", "service", "limit", "page_token"}
         labels = {k[len("label."):]: v for k, v in params.items() if k.startswith("label.")}
+        if not all(valid_label(k, v) for k, v in labels.items()):
+            raise InvalidArgument(f"label.KEY=VALUE filters: {LABEL_RULES}")
         unknown = [k for k in params if k not in allowed and not k.startswith("label.")]
         if unknown:
             raise InvalidArgument(f"unknown query parameters: {', '.join(sorted(unknown))[:200]}")

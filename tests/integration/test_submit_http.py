@@ -210,3 +210,68 @@ def test_arbitrary_bytes_and_paths_never_cause_a_5xx(client, project_id, raw, pa
     response = client.post("/" + path.lstrip("/"), data=raw, content_type="application/json")
     assert response.status_code < 500
     assert count_records(project_id) == 0 or response.status_code in (200, 201)
+
+
+# ---- hostile input ---------------------------------------------------------------
+
+HOSTILE_BODIES = [
+    (b"[" * 20_000 + b"]" * 20_000, "nested 20000 levels deep"),
+    (b'{"name": "projects/1/locations/us/operations/\\ud800", "service": "documentai"}', "lone surrogate"),
+    (b'{"name": "projects/1/locations/us/operations/1", "service": "documentai", "policy": {"max_delay_s": NaN}}',
+     "NaN is not JSON"),
+    (json.dumps({"name": DOC_AI, "service": "documentai", "notify_url": ALLOWED_HOOK + "\x0b"}).encode(),
+     "notify_url must be an https URL of printable ASCII"),
+    (json.dumps({"name": DOC_AI, "service": "documentai", "notify_url": ALLOWED_HOOK + "/\x7f"}).encode(),
+     "notify_url must be an https URL of printable ASCII"),
+    (json.dumps({"name": DOC_AI + "\x0b", "service": "documentai"}).encode(), "name"),
+    (json.dumps({"name": DOC_AI, "service": "documentai", "labels": {"team`) OR (`x": "ocr"}}).encode(),
+     "labels follow Google Cloud label rules"),
+]
+
+
+@pytest.mark.parametrize("raw, says", HOSTILE_BODIES)
+def test_hostile_bodies_get_400_with_a_clear_message_and_store_nothing(client, project_id, raw, says):
+    response = client.post("/operations", data=raw, content_type="application/json")
+    assert response.status_code == 400, response.json
+    assert response.json["error"]["status"] == "INVALID_ARGUMENT" and says in response.json["error"]["message"]
+    assert count_records(project_id) == 0
+
+
+def test_a_label_filter_with_a_malformed_key_is_400_not_a_broken_field_path(client):
+    response = client.get("/operations?label.team%60%20OR%20%60x=ocr")
+    assert response.status_code == 400 and "label" in response.json["error"]["message"]
+
+
+@pytest.fixture
+def pubsub(client):
+    return api_app("submit_pubsub").test_client()
+
+
+def push(pubsub, raw: bytes):
+    import base64
+
+    envelope = {"message": {"data": base64.b64encode(raw).decode(), "messageId": "m-hostile"},
+                "subscription": "projects/p/subscriptions/lro-submissions-submit"}
+    return pubsub.post("/", json=envelope)
+
+
+@pytest.mark.parametrize("raw, says", HOSTILE_BODIES + [(b"\xff\xfe not utf-8", "not acceptable base64 JSON")])
+def test_hostile_pubsub_submissions_are_acknowledged_with_an_error_log_never_redelivered(
+        pubsub, project_id, caplog, raw, says):
+    import logging
+
+    with caplog.at_level(logging.ERROR):
+        response = push(pubsub, raw)
+    assert 200 <= response.status_code < 300  # acknowledged: no redelivery, no dead letter
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors and errors[-1].message_id == "m-hostile" and says in errors[-1].getMessage()
+    assert count_records(project_id) == 0
+
+
+@hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(min_size=1, max_size=200) | (json_values | submission_like).map(json.dumps).map(str.encode))
+def test_arbitrary_pubsub_data_is_acknowledged_or_tracked_never_redelivered(pubsub, project_id, raw):
+    before = count_records(project_id)
+    response = push(pubsub, raw)
+    assert 200 <= response.status_code < 300
+    assert count_records(project_id) - before in (0, 1)

@@ -24,7 +24,8 @@ def test_a_message_decodes_to_its_json_attributes_and_id():
     assert message_of(_event(b'{"a": 1}')) == ({"a": 1}, {"type": "x"}, "m-1")
 
 
-@pytest.mark.parametrize("data", [b"not json", b"\xff\xfe", None])
+@pytest.mark.parametrize("data", [b"not json", b"\xff\xfe", None, b"[" * 20_000 + b"]" * 20_000,
+                                  b'{"name": "\\ud800"}', b"NaN"])
 def test_undecodable_data_is_undecodable(data):
     with pytest.raises(Undecodable):
         message_of(_event(data))

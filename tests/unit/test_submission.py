@@ -298,6 +298,11 @@ def test_notify_urls_under_an_allowed_prefix_are_accepted(url):
     "",
     "https://",
     "https://[::1/x",
+    "https://ocr-service-abc.a.run.app/lro-done\x0b",
+    "https://ocr-service-abc.a.run.app\x7f/lro-done",
+    "https://ocr-service-abc.a.run.app/lro-done\x00",
+    "https://ocr-service-abc.a.run.app/caf\u00e9",
+    "https://ocr-service-abc.a.run.app/\ud800",
     None,
     42,
 ])
@@ -321,3 +326,23 @@ def test_null_optional_fields_are_treated_as_absent():
     record = submit(minimal(quota_project=None, correlation_id=None, notify_topic=None, notify_url=None,
                             labels=None, policy=None, api_version=None))
     assert record.quota_project is None and record.labels == {} and record.api_version == "v1"
+
+
+@pytest.mark.parametrize("field, value", [
+    ("name", "projects/123/locations/us/operations/op\x0b1"),
+    ("name", "projects/123/locations/us/operations/op\x7f"),
+    ("name", "projects/123/locations/us/operations/\ud800"),
+    ("url", "https://us-documentai.googleapis.com/v1/projects/123/locations/us/operations/a\x0b"),
+    ("labels", {"team`x": "ocr"}),
+    ("labels", {"team": "ocr\x7f"}),
+    ("labels", {"t\u00e9am": "ocr"}),
+    ("correlation_id", "batch\x0b42"),
+    ("notify_topic", "projects/my-project/topics/t\x7fopic"),
+    ("quota_project", "my-project\x0b"),
+])
+def test_control_characters_surrogates_and_malformed_label_keys_are_refused(field, value):
+    raw = {"name": "projects/123/locations/us/operations/op1", "service": "documentai", field: value}
+    if field == "url":
+        del raw["name"], raw["service"]
+    with pytest.raises(InvalidArgument):
+        submit(raw)
