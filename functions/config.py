@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from functions.domain.errors import ConfigError, InvalidArgument
+from functions.domain.parents import parse_allowed
 from functions.domain.policy import Policy
 
 # Contract §2 names, and the project's own tuning knobs (documented in README).
@@ -33,6 +34,7 @@ ENV_NOT_FOUND_GRACE_S = "LRO_NOT_FOUND_GRACE_S"
 ENV_RETENTION_DAYS = "LRO_RETENTION_DAYS"
 ENV_WATCH_SCOPES = "LRO_WATCH_SCOPES"
 ENV_LOG_LEVEL = "LRO_LOG_LEVEL"
+ENV_ALLOWED_PARENTS = "LRO_ALLOWED_PARENTS"
 
 # Read by every function (Terraform sets them on all four).
 COMMON_ENV = (
@@ -45,6 +47,7 @@ COMMON_ENV = (
     ENV_DEFAULT_POLICY,
     ENV_RETENTION_DAYS,
     ENV_LOG_LEVEL,
+    ENV_ALLOWED_PARENTS,
 )
 # Read by poll only.
 POLL_ENV = (
@@ -84,6 +87,8 @@ class Settings:
     retention_days: int = 35
     watch_scopes: tuple[tuple[str, str, str], ...] = ()  # (service, parent, filter)
     log_level: str = "INFO"
+    # Where submissions may point lrowatch (functions.domain.parents); None: anywhere (local use).
+    allowed_parents: tuple[str, ...] | None = None
 
     @property
     def uses_emulators(self) -> bool:
@@ -124,6 +129,10 @@ class Settings:
             raise ConfigError(f"bad JSON configuration: {exc}") from exc
         except InvalidArgument as exc:  # a default policy out of range is the deployment's fault
             raise ConfigError(f"{ENV_DEFAULT_POLICY}: {exc.message}") from exc
+        try:
+            allowed_parents = parse_allowed(env.get(ENV_ALLOWED_PARENTS))
+        except ValueError as exc:
+            raise ConfigError(f"{ENV_ALLOWED_PARENTS}: {exc}") from exc
         prefixes = tuple(p.strip() for p in env.get(ENV_NOTIFY_URL_PREFIXES, "").split(",") if p.strip())
         for prefix in prefixes:
             if not prefix.startswith("https://") or prefix.count("/") < 3:
@@ -148,6 +157,7 @@ class Settings:
             retention_days=int(_number(env, ENV_RETENTION_DAYS, 35, 1, 3650)),
             watch_scopes=scopes,
             log_level=(env.get(ENV_LOG_LEVEL) or "INFO").upper(),
+            allowed_parents=allowed_parents,
         )
 
 

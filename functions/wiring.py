@@ -41,6 +41,9 @@ def build(settings: Settings) -> Services:
     if settings.api_base_url:
         log.warning("LRO_API_BASE_URL=%s: local/testing mode, Operations API calls carry no credentials",
                     settings.api_base_url)
+    if settings.allowed_parents is None:
+        log.warning("LRO_ALLOWED_PARENTS is unset: submissions may name operations, quota projects and "
+                    "notify topics in any project this deployment's service accounts can reach (local use only)")
     store = FirestoreStore(settings.project, settings.collection)
     publisher = Publisher()
     api = OperationsApi(settings.api_base_url, pool_size=settings.poll_concurrency)

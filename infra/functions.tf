@@ -15,6 +15,10 @@
 # function's outbound call to run.app is not internal traffic.
 
 locals {
+  # The confused-deputy guard: by default submissions may name only this project.
+  allowed_parents = coalescelist(var.allowed_parents == null ? [] : var.allowed_parents,
+  ["projects/${var.project_id}", "projects/${data.google_project.this.number}"])
+
   # Read by every function (functions/config.py COMMON_ENV).
   common_env = {
     GOOGLE_CLOUD_PROJECT    = var.project_id
@@ -26,6 +30,7 @@ locals {
     LRO_DEFAULT_POLICY      = jsonencode({ for k, v in var.default_policy : k => v if v != null })
     LRO_RETENTION_DAYS      = tostring(var.retention_days)
     LRO_LOG_LEVEL           = upper(var.log_level)
+    LRO_ALLOWED_PARENTS     = join(",", local.allowed_parents)
   }
 
   # Read by poll only (functions/config.py POLL_ENV).

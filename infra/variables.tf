@@ -159,6 +159,17 @@ variable "notify_topics" {
 
 # --- Behaviour shared by all functions ---------------------------------------
 
+variable "allowed_parents" {
+  description = "Where submissions may point lrowatch (LRO_ALLOWED_PARENTS): projects/ID, projects/NUMBER, organizations/ID or folders/ID that operation names, quota_project and notify_topic must fall inside, else 403. Null (the default) means this deployment's project, by id and number."
+  type        = list(string)
+  default     = null
+
+  validation {
+    condition     = var.allowed_parents == null ? true : alltrue([for p in var.allowed_parents : can(regex("^(projects/([a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]+)|organizations/[0-9]+|folders/[0-9]+)$", p))])
+    error_message = "Each allowed_parents entry must be projects/ID, projects/NUMBER, organizations/ID or folders/ID."
+  }
+}
+
 variable "notify_url_prefixes" {
   description = "Allowlist of https://host/ prefixes a submission's notify_url must start with (LRO_NOTIFY_URL_PREFIXES). Empty means notify_url is refused."
   type        = list(string)

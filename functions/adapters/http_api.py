@@ -11,6 +11,7 @@ from typing import Any
 
 from google.api_core import exceptions as gexc
 
+from functions.adapters.caller import caller_identity
 from functions.adapters.pubsub_push import Undecodable, drop_poison, envelope_message
 from functions.domain import jsontext, runs
 from functions.domain.errors import (
@@ -47,7 +48,8 @@ def submit_routes(request, service) -> Response:
         if match["suffix"]:
             if request.method != "POST":
                 raise MethodNotAllowed("cancel is POST /operations/{id}:cancel")
-            return _json(service.request_cancel(match["id"], read_json(request, required=False)), 202)
+            return _json(service.request_cancel(match["id"], read_json(request, required=False),
+                                                requested_by=caller_identity(request.headers)), 202)
         if request.method != "GET":
             raise MethodNotAllowed(f"{request.method} is not supported on /operations/{{id}}")
         return _json(service.get(match["id"]).to_json())

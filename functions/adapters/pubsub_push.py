@@ -12,7 +12,7 @@ import logging
 from typing import Any, Callable
 
 from functions.domain import jsontext
-from functions.domain.errors import InvalidArgument
+from functions.domain.errors import InvalidArgument, PermissionDenied
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def deliver(cloud_event, work: Callable[[Any], Any], poison: tuple[type[Exceptio
     try:
         data, _attributes, _ = envelope_message(envelope)
         outcome = work(data)
-    except (Undecodable, InvalidArgument, *poison) as exc:
+    except (Undecodable, InvalidArgument, PermissionDenied, *poison) as exc:
         drop_poison(envelope, exc)
         return None
     except Exception as exc:

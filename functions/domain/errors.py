@@ -67,3 +67,10 @@ class TransientError(LroError):
 
 class ApiUnavailable(TransientError):
     """The Operations API answered 429/5xx or not at all: retry later."""
+
+
+class PermissionDenied(LroError):
+    """The submission names a project lrowatch may not act in (LRO_ALLOWED_PARENTS)."""
+
+    http_status = 403
+    status = "PERMISSION_DENIED"

@@ -9,6 +9,7 @@ from urllib.parse import unquote, urlsplit
 from functions.domain import jsontext
 from functions.domain.errors import InvalidArgument
 from functions.domain.names import build_ref, parse_url
+from functions.domain.parents import check_allowed
 from functions.domain.policy import Policy
 from functions.domain.record import Record
 
@@ -33,7 +34,10 @@ def parse_submission(
     notify_url_prefixes: tuple[str, ...],
     shards: int,
     source: str = "submit",
+    allowed_parents: tuple[str, ...] | None = None,
 ) -> Record:
+    """A new Record from a submission: InvalidArgument if malformed, PermissionDenied if it
+    names a project outside `allowed_parents` (None: any)."""
     if not isinstance(raw, Mapping):
         raise InvalidArgument("the submission must be a JSON object")
     if not jsontext.is_text(raw):
@@ -51,7 +55,12 @@ def parse_submission(
         if "name" not in raw or "service" not in raw:
             raise InvalidArgument("name and service are required (or give url)")
         ref = build_ref(raw["name"], raw["service"], raw.get("api_version"))
+    quota_project = _optional(raw, "quota_project", _quota_project)
+    notify_topic = _optional(raw, "notify_topic", _notify_topic)
+    notify_url = _optional(raw, "notify_url", lambda v: check_notify_url(v, notify_url_prefixes))
+    labels, correlation_id = _labels(raw.get("labels")), _optional(raw, "correlation_id", _correlation_id)
     policy = Policy.from_dict(raw.get("policy"), base=default_policy)
+    check_allowed(allowed_parents, name=ref.name, quota_project=quota_project, notify_topic=notify_topic)
     first_delay = policy.initial_delay_s  # no jitter on the first poll: 0 means at once
     return Record(
         id=ref.id,
@@ -65,11 +74,11 @@ def parse_submission(
         deadline_at=now + timedelta(seconds=policy.deadline_s),
         shard=int(ref.id[:8], 16) % max(shards, 1),
         policy=policy.to_dict(),
-        quota_project=_optional(raw, "quota_project", _quota_project),
-        labels=_labels(raw.get("labels")),
-        correlation_id=_optional(raw, "correlation_id", _correlation_id),
-        notify_topic=_optional(raw, "notify_topic", _notify_topic),
-        notify_url=_optional(raw, "notify_url", lambda v: check_notify_url(v, notify_url_prefixes)),
+        quota_project=quota_project,
+        labels=labels,
+        correlation_id=correlation_id,
+        notify_topic=notify_topic,
+        notify_url=notify_url,
         source=source,
     )
 

@@ -19,8 +19,9 @@ from typing import Callable
 
 from functions.adapters.firestore_leases import lease_key
 from functions.config import Settings
-from functions.domain.errors import InvalidArgument
+from functions.domain.errors import InvalidArgument, PermissionDenied
 from functions.domain.names import build_ref
+from functions.domain.parents import check_allowed
 from functions.domain.record import utcnow
 from functions.domain.submission import parse_submission
 
@@ -72,6 +73,8 @@ class Discovery:
         until = now + timedelta(seconds=self._interval_s)
         if not self._leases.acquire(key, run_id, now, until, service=service, parent=parent, filter=filter_):
             return  # listed less than an interval ago (or being listed)
+        # Refused before any request: a scope outside LRO_ALLOWED_PARENTS is a configuration error.
+        check_allowed(self._settings.allowed_parents, name=parent)
         summary.scopes_listed += 1
         token = (self._leases.get(key) or {}).get("page_token") or ""
         try:
@@ -110,8 +113,8 @@ class Discovery:
                 record = parse_submission(
                     {"name": operation.get("name"), "service": service}, now,
                     default_policy=self._settings.default_policy, notify_url_prefixes=(),
-                    shards=self._settings.shards, source="watch")
-            except InvalidArgument as exc:
+                    shards=self._settings.shards, source="watch", allowed_parents=self._settings.allowed_parents)
+            except (InvalidArgument, PermissionDenied) as exc:
                 log.warning("listed operation not trackable", extra={"error": exc.message})
                 continue
             records[record.id] = record

@@ -32,6 +32,7 @@ class SubmitService:
             notify_url_prefixes=self._settings.notify_url_prefixes,
             shards=self._settings.shards,
             source=source,
+            allowed_parents=self._settings.allowed_parents,
         )
         stored, created = self._store.create(record)
         log.info("operation %s", "tracked" if created else "already tracked",
@@ -77,16 +78,18 @@ class SubmitService:
         record = self.get(operation_id)
         return items.page(record.failed_items, record.items, params)
 
-    def request_cancel(self, operation_id: str, body: Any) -> dict:
-        """Queue a cancel command; `handle` carries it out (contract §4, §7)."""
+    def request_cancel(self, operation_id: str, body: Any, requested_by: str | None = None) -> dict:
+        """Queue a cancel command; `handle` carries it out (contract §4, §7).
+
+        `requested_by` is the caller's verified identity (functions.adapters.caller), never
+        the body's: a `requested_by` in the body (older clients sent one) is ignored."""
         record = self.get(operation_id)
         body = body or {}
         if not isinstance(body, Mapping) or set(body) - {"reason", "requested_by"}:
-            raise InvalidArgument("the cancel body may hold only reason and requested_by")
-        reason, requested_by = body.get("reason"), body.get("requested_by")
-        for key, value in (("reason", reason), ("requested_by", requested_by)):
-            if value is not None and (not isinstance(value, str) or len(value) > 1024):
-                raise InvalidArgument(f"{key} must be a string of at most 1024 characters")
+            raise InvalidArgument("the cancel body may hold only reason")
+        reason = body.get("reason")
+        if reason is not None and (not isinstance(reason, str) or len(reason) > 1024):
+            raise InvalidArgument("reason must be a string of at most 1024 characters")
         command = events.cancel_command(record.id, reason, requested_by)
         message_id = self._publisher.publish_one(self._settings.topic_path(self._settings.commands_topic), command)
         log.info("cancel requested", extra={"operation_id": record.id, "operation": record.name})

@@ -275,3 +275,60 @@ def test_arbitrary_pubsub_data_is_acknowledged_or_tracked_never_redelivered(pubs
     response = push(pubsub, raw)
     assert 200 <= response.status_code < 300
     assert count_records(project_id) - before in (0, 1)
+
+
+# ---- confused deputy ----------------------------------------------------------------
+
+@pytest.fixture
+def guarded(client, monkeypatch):
+    """submit with LRO_ALLOWED_PARENTS as Terraform sets it: the project's id and number."""
+    monkeypatch.setenv("LRO_ALLOWED_PARENTS", "projects/my-project,projects/123")
+    return client
+
+
+@pytest.mark.parametrize("extra, field", [
+    ({"name": "projects/victim/locations/us/operations/1", "service": "documentai"}, "name"),
+    ({"url": "https://us-documentai.googleapis.com/v1/projects/999/locations/us/operations/1"}, "name"),
+    ({"name": DOC_AI, "service": "documentai", "quota_project": "victim-billing"}, "quota_project"),
+    ({"name": DOC_AI, "service": "documentai", "notify_topic": "projects/victim/topics/exfil"}, "notify_topic"),
+])
+def test_a_submission_outside_the_allowed_parents_is_403_and_stores_nothing(guarded, pubsub, project_id, caplog,
+                                                                           extra, field):
+    import logging
+
+    response = post(guarded, extra)
+    assert response.status_code == 403, response.json
+    assert response.json["error"]["status"] == "PERMISSION_DENIED"
+    assert response.json["error"]["message"].startswith(f"{field} is in ")
+    with caplog.at_level(logging.ERROR):
+        assert 200 <= push(pubsub, json.dumps(extra).encode()).status_code < 300  # acknowledged, not retried
+    assert any("PERMISSION_DENIED" in r.getMessage() or "LRO_ALLOWED_PARENTS" in r.getMessage()
+               for r in caplog.records if r.levelno == logging.ERROR)
+    assert count_records(project_id) == 0
+
+
+def test_inside_the_allowed_parents_and_parentless_names_are_tracked(guarded, project_id):
+    inside = post(guarded, {"name": DOC_AI, "service": "documentai", "quota_project": "my-project",
+                            "notify_topic": "projects/my-project/topics/ocr-done"})
+    vision = post(guarded, {"name": "operations/abc", "service": "speech"})  # no parent: the credentials' project
+    assert (inside.status_code, vision.status_code) == (201, 201)
+    assert count_records(project_id) == 2
+
+
+def _id_token(email: str) -> str:
+    import base64
+
+    def part(value: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+    return f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part({'email': email, 'email_verified': True})}.c2ln"
+
+
+def test_requested_by_is_the_callers_identity_never_the_body(client, project_id):
+    pull_subscription(project_id, "lro-commands", "commands-tap")
+    created = post(client, {"name": DOC_AI, "service": "documentai"}).json
+    response = post(client, {"reason": "wrong processor", "requested_by": "someone-else@example.com"},
+                    path=f"/operations/{created['id']}:cancel",
+                    headers={"Authorization": f"Bearer {_id_token('ops@example.com')}"})
+    assert response.status_code == 202
+    [command] = pull_messages(project_id, "commands-tap", expect=1)
+    assert command["requested_by"] == "ops@example.com" and command["reason"] == "wrong processor"

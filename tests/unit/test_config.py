@@ -163,3 +163,23 @@ def test_uses_emulators_reflects_the_standard_switches(monkeypatch):
 def test_every_variable_read_is_listed_for_terraform_or_local_use():
     names = {v for k, v in vars(config).items() if k.startswith("ENV_")}
     assert names <= set(config.COMMON_ENV) | set(config.POLL_ENV) | set(config.LOCAL_ONLY_ENV)
+
+
+def test_allowed_parents_are_read_and_unset_means_any():
+    assert settings().allowed_parents is None
+    assert settings(LRO_ALLOWED_PARENTS="projects/my-project,projects/123").allowed_parents == (
+        "projects/my-project", "projects/123")
+
+
+def test_a_malformed_allowed_parent_is_a_config_error():
+    with pytest.raises(ConfigError, match="LRO_ALLOWED_PARENTS"):
+        settings(LRO_ALLOWED_PARENTS="my-project")
+
+
+def test_start_up_warns_when_allowed_parents_is_unset(capsys):
+    from functions import wiring
+
+    wiring.build(Settings(project="warn-unset-parents"))
+    wiring.build(Settings(project="warn-set-parents", allowed_parents=("projects/warn-set-parents",)))
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "LRO_ALLOWED_PARENTS" in line]
+    assert len(lines) == 1 and lines[0]["severity"] == "WARNING" and "any project" in lines[0]["message"]
