@@ -139,6 +139,7 @@ resource "google_storage_bucket" "source" {
   #checkov:skip=CKV_GCP_62:The bucket holds only deployment zips of public-repository code; Cloud Audit Logs record access, a second log bucket adds nothing.
   project                     = var.project_id
   name                        = "${var.project_id}-${var.name_prefix}-source"
+  labels                      = var.labels
   location                    = var.region
   uniform_bucket_level_access = true
   public_access_prevention    = "enforced"
@@ -181,6 +182,7 @@ resource "google_cloudfunctions2_function" "submit" {
   project     = var.project_id
   location    = var.region
   name        = "${var.name_prefix}-submit"
+  labels      = var.labels
   description = "lrowatch: start tracking an operation, read tracked operations, request a cancellation."
 
   build_config {
@@ -218,6 +220,7 @@ resource "google_cloudfunctions2_function" "internal" {
   project     = var.project_id
   location    = var.region
   name        = "${var.name_prefix}-${each.value.service}"
+  labels      = var.labels
   description = each.value.description
 
   build_config {

@@ -82,6 +82,7 @@ resource "google_pubsub_topic" "contract" {
 
   project = var.project_id
   name    = each.value
+  labels  = var.labels
 }
 
 # --- Dead-letter topics, one per push subscription ---------------------------
@@ -92,6 +93,7 @@ resource "google_pubsub_topic" "dead_letter" {
 
   project = var.project_id
   name    = "${each.value.name}-dlq"
+  labels  = var.labels
 }
 
 # Pull subscriptions that keep dead letters until someone replays or drops
@@ -101,6 +103,7 @@ resource "google_pubsub_subscription" "dead_letter_hold" {
 
   project                    = var.project_id
   name                       = "${each.value.name}-dlq-hold"
+  labels                     = var.labels
   topic                      = google_pubsub_topic.dead_letter[each.key].id
   ack_deadline_seconds       = 60
   message_retention_duration = var.message_retention
@@ -118,6 +121,7 @@ resource "google_pubsub_subscription" "push" {
 
   project                    = var.project_id
   name                       = each.value.name
+  labels                     = var.labels
   topic                      = google_pubsub_topic.contract[each.value.topic].id
   ack_deadline_seconds       = each.value.ack_deadline
   message_retention_duration = var.message_retention

@@ -182,24 +182,28 @@ variable "notify_url_prefixes" {
 }
 
 variable "default_policy" {
-  description = "Polling policy applied when a submission gives none (LRO_DEFAULT_POLICY, sent as JSON). Unset fields keep the code's defaults."
+  description = "Polling policy applied when a submission gives none (LRO_DEFAULT_POLICY, sent as JSON). Unset fields keep the code's defaults. Bounds as functions/domain/policy.py enforces them."
   type = object({
     initial_delay_s    = optional(number)
     multiplier         = optional(number)
     max_delay_s        = optional(number)
     deadline_s         = optional(number)
+    jitter             = optional(number)
     cancel_on_deadline = optional(bool)
   })
   default = {}
 
   validation {
-    condition = (
-      (var.default_policy.initial_delay_s == null || try(var.default_policy.initial_delay_s >= 0, false)) &&
-      (var.default_policy.multiplier == null || try(var.default_policy.multiplier >= 1, false)) &&
-      (var.default_policy.max_delay_s == null || try(var.default_policy.max_delay_s > 0, false)) &&
-      (var.default_policy.deadline_s == null || try(var.default_policy.deadline_s > 0, false))
-    )
-    error_message = "default_policy: initial_delay_s >= 0, multiplier >= 1, max_delay_s > 0, deadline_s > 0."
+    condition = alltrue([
+      for field, bounds in {
+        initial_delay_s = [0, 86400]
+        multiplier      = [1, 10]
+        max_delay_s     = [1, 86400]
+        deadline_s      = [1, 2592000]
+        jitter          = [0, 0.5]
+      } : try(var.default_policy[field] == null, true) || try(var.default_policy[field] >= bounds[0] && var.default_policy[field] <= bounds[1], false)
+    ])
+    error_message = "default_policy: initial_delay_s 0-86400, multiplier 1-10, max_delay_s 1-86400, deadline_s 1-2592000 (30 days), jitter 0-0.5."
   }
 }
 
@@ -444,4 +448,74 @@ variable "source_bucket_force_destroy" {
   description = "Let terraform destroy delete the source bucket with its objects."
   type        = bool
   default     = true
+}
+
+# --- Labels and monitoring -----------------------------------------------------
+
+variable "labels" {
+  description = "Labels put on every resource that takes them (topics, subscriptions, functions, the source bucket; alert policies as user labels)."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition = alltrue([
+      for k, v in var.labels : can(regex("^[a-z][a-z0-9_-]{0,62}$", k)) && can(regex("^[a-z0-9_-]{0,63}$", v))
+    ])
+    error_message = "labels: keys start with a lowercase letter; keys and values hold at most 63 lowercase letters, digits, '_' or '-'."
+  }
+}
+
+variable "notification_channels" {
+  description = "Cloud Monitoring notification channels (projects/P/notificationChannels/ID) that every lrowatch alert notifies. Empty: the alerts open incidents only."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.notification_channels : can(regex("^projects/[^/]+/notificationChannels/[^/]+$", c))])
+    error_message = "notification_channels: each must be projects/PROJECT/notificationChannels/ID."
+  }
+}
+
+variable "alert_lag_p95_s" {
+  description = "Alert when poll runs' lag p95 (how late polls are against their due time) stays above this many seconds for 10 minutes."
+  type        = number
+  default     = 120
+
+  validation {
+    condition     = var.alert_lag_p95_s > 0
+    error_message = "alert_lag_p95_s must be positive."
+  }
+}
+
+variable "alert_poll_error_share" {
+  description = "Alert when more than this share (0-1) of poll runs in 15 minutes had transient API errors."
+  type        = number
+  default     = 0.5
+
+  validation {
+    condition     = var.alert_poll_error_share > 0 && var.alert_poll_error_share <= 1
+    error_message = "alert_poll_error_share must be in (0, 1]."
+  }
+}
+
+variable "alert_oldest_unacked_s" {
+  description = "Alert when a push subscription's oldest unacknowledged message is older than this many seconds for 5 minutes."
+  type        = number
+  default     = 900
+
+  validation {
+    condition     = var.alert_oldest_unacked_s >= 60
+    error_message = "alert_oldest_unacked_s must be at least 60."
+  }
+}
+
+variable "alert_5xx_share" {
+  description = "Alert when more than this share (0-1) of a function's requests answer 5xx over 5 minutes (push handlers answer 5xx to ask for redelivery, so a small share is normal)."
+  type        = number
+  default     = 0.1
+
+  validation {
+    condition     = var.alert_5xx_share > 0 && var.alert_5xx_share <= 1
+    error_message = "alert_5xx_share must be in (0, 1]."
+  }
 }
