@@ -1,4 +1,4 @@
-"""`python -m bench [--quick] [--only p1,p2,p3,cold,cadence]`: run, print, write docs/benchmarks.md.
+"""`python -m bench [--quick] [--only p1,p2,p3,cold,cadence,eta]`: run, print, write docs/benchmarks.md.
 
 Always exits 0 when the benchmarks ran (a missed goal is a figure, not a failure).
 """
@@ -11,7 +11,7 @@ import sys
 import time
 import traceback
 
-ALL = ("p1", "p2", "p3", "cold", "cadence")
+ALL = ("p1", "p2", "p3", "cold", "cadence", "eta")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     if "p2" in selected:
         from bench import p2_lag_cost
         attempt("p2", p2_lag_cost.run)
+    if "eta" in selected:
+        from bench import eta_accuracy
+        attempt("eta", eta_accuracy.run)
     if any(key in selected for key in ("p1", "p3", "cadence")):
         from bench import emulators
         try:

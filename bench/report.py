@@ -124,6 +124,36 @@ def p2_section(r: dict) -> list[str]:
     return out
 
 
+def eta_section(r: dict) -> list[str]:
+    out = [
+        "## ETA accuracy (replay of the P2 workloads and a progress-reporting one, no I/O)",
+        "",
+        f"{r['n_ops']:,} operations per workload, fixed seed, polled on lrowatch's adaptive schedule with per-kind "
+        "statistics learnt from a separate training set (as in P2). At 25, 50 and 75 % of each operation's life the "
+        "estimate is the one on the record, made at the last poll before that moment. Error = |eta − true end| ÷ "
+        "true time left at that moment; coverage = share of true ends inside [eta_low, eta_high] (an 80 % interval "
+        "by design). Errors are compared on the moments where the blend and both baselines had an estimate "
+        "(*paired*); *answered* is the share of all moments with an estimate. The progress-reporting workload "
+        "queues each operation at 0 % for up to a quarter of its life, then reports integer progressPercent "
+        "along a front- or back-loaded curve (bench/eta_accuracy.py).",
+        "",
+        f"Goal: {r['goal']}.",
+        "",
+    ]
+    for wl in r["workloads"]:
+        out += [f"**{wl['name']}**: " + "; ".join(f"vs {base}: **{verdict}**" for base, verdict in wl["verdicts"].items()),
+                "", "| at | strategy | paired | answered | error p50 | error p90 | coverage |",
+                "|---:|---|---:|---:|---:|---:|---:|"]
+        for row in wl["rows"]:
+            if not row["paired"]:
+                continue
+            coverage = "—" if row["coverage"] is None else f"{row['coverage']:.0%}"
+            out.append(f"| {row['checkpoint']:.0%} | {row['strategy']} | {row['paired']} | {row['answered']:.0%} | "
+                       f"{_f(row['err_p50'], 2)} | {_f(row['err_p90'], 2)} | {coverage} |")
+        out.append("")
+    return out
+
+
 def p3_section(r: dict) -> list[str]:
     out = [
         "## P3 memory (peak RSS of one poll run)",
@@ -212,11 +242,12 @@ def cold_section(r: dict) -> list[str]:
     ]
 
 
-KEYS = ("p1", "p2", "p3", "cold", "cadence")
+KEYS = ("p1", "p2", "p3", "cold", "cadence", "eta")
 TITLES = {"p1": "P1 throughput", "p2": "P2 lag and cost", "p3": "P3 memory", "cold": "Cold start",
-          "cadence": "Cadence (due → GET)"}
+          "cadence": "Cadence (due → GET)", "eta": "ETA accuracy"}
 # How each benchmark's section heading begins (its own heading, or `## {title}` when it failed).
-HEADINGS = {"p1": "## P1 ", "p2": "## P2 ", "p3": "## P3 ", "cold": "## Cold start", "cadence": "## Cadence"}
+HEADINGS = {"p1": "## P1 ", "p2": "## P2 ", "p3": "## P3 ", "cold": "## Cold start", "cadence": "## Cadence",
+            "eta": "## ETA accuracy"}
 _KEPT = re.compile(r"^- (.+): kept from an earlier run \(measured (.+?); code (.+)\)$")
 
 
@@ -279,6 +310,10 @@ def write(results: dict, quick: bool, elapsed_s: float, path: Path = REPORT) -> 
         "p3": lambda r: (f"growth {r['growth']:.2f}×, peak {max(x['peak_rss_mb'] for x in r['sizes']):.0f} MB → "
                          f"{r['verdict']}") if "growth" in r else r["verdict"],
         "cold": lambda r: f"{r['ratio']:.2f}×, no network: {r['no_network']} → {r['verdict']}",
+        "eta": lambda r: " / ".join(
+            f"{w['name'].split(' (')[0]}: " + "; ".join(f"vs {base} {verdict}" for base, verdict in w["verdicts"].items()
+                                                         if verdict != "n/a")
+            for w in r["workloads"]) + f" → {r['verdict']}",
         "cadence": lambda r: (f"p50 {r['delay_p50_s']:.3f} s, p95 {r['delay_p95_s']:.3f} s, max "
                               f"{r['delay_max_s']:.3f} s; peak {r['peak_in_flight']}/{r['concurrency']} GETs "
                               f"in flight → {r['verdict']}"),
@@ -292,7 +327,7 @@ def write(results: dict, quick: bool, elapsed_s: float, path: Path = REPORT) -> 
             lines.append(previous[key]["row"])
     lines.append("")
     sections = {"p1": p1_section, "p2": p2_section, "p3": p3_section, "cold": cold_section,
-                "cadence": cadence_section}
+                "cadence": cadence_section, "eta": eta_section}
     for key in KEYS:
         if key in results and "error" not in results[key]:
             lines += sections[key](results[key])

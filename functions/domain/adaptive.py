@@ -111,16 +111,9 @@ class DurationStats:
             seen += n
         return _edge(max(self.buckets) + 1)
 
-    def fraction_below(self, duration_s: float) -> float | None:
-        """The share of durations up to `duration_s` (the inverse of `quantile`); None when empty."""
-        if self.count <= 0:
-            return None
-        d = min(max(duration_s, MIN_DURATION_S), MAX_DURATION_S)
-        index = _bucket(d)
-        below = sum(n for i, n in self.buckets.items() if i < index)
-        lo, hi = _edge(index), _edge(index + 1)
-        inside = self.buckets.get(index, 0) * min(max(math.log(d / lo) / math.log(hi / lo), 0.0), 1.0)
-        return (below + inside) / self.count
+    def bins(self) -> list[tuple[float, float, int]]:
+        """(low edge, high edge, count) of each bucket, shortest first."""
+        return [(_edge(i), _edge(i + 1), self.buckets[i]) for i in sorted(self.buckets)]
 
     def to_dict(self) -> dict:
         return {"count": self.count, "buckets": {str(i): n for i, n in sorted(self.buckets.items())}}

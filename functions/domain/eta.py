@@ -29,12 +29,16 @@ INTERVAL_LO, INTERVAL_HI = 0.10, 0.90
 Z80 = 1.2816  # the 90th percentile of a standard normal, in standard deviations
 # Past the 95th percentile of its kind, history says nothing about what is left.
 HISTORY_MIN_SURVIVING = 0.05
+# Each learnt duration D longer than the time elapsed weighs D^-LIFE_WEIGHT. 0 reads the plain
+# conditional distribution, where long runs dominate; 1 takes every moment of an operation's life
+# as equally likely to be the one asked about, so short runs count as much as long ones. The
+# benchmark (docs/benchmarks.md, "ETA accuracy") is best between the two.
+LIFE_WEIGHT = 0.5
 # Progress: the log-spread of a linear extrapolation, floor plus a share of what is left
 # (a rate measured over a small part of the work extrapolates far).
 PROGRESS_SIGMA_FLOOR = 0.10
 PROGRESS_SIGMA_LEFT = 0.60
 MIN_REMAINING_S = 1.0
-EARLY_BIAS = 0.5
 
 BASIS_PROGRESS, BASIS_HISTORY, BASIS_BOTH = "progress", "history", "both"
 
@@ -108,17 +112,34 @@ def from_history(stats: DurationStats | None, elapsed_s: float) -> Remaining | N
     """The kind's durations, given that this operation has already run `elapsed_s`."""
     if stats is None or stats.count < MIN_SAMPLES:
         return None
-    done_share = stats.fraction_below(elapsed_s)
-    surviving = 1.0 - done_share
-    if surviving < HISTORY_MIN_SURVIVING:
+    pieces = _longer_than(stats, elapsed_s)
+    if sum(n for _, _, n, _ in pieces) < HISTORY_MIN_SURVIVING * stats.count:
         return None
+    total = sum(w for *_, w in pieces)
 
     def left(q: float) -> float:
-        # Rounded: the histogram caches each quantile asked for, so keep them to a few hundred.
-        return max(stats.quantile(round(done_share + q * surviving, 3)) - elapsed_s, MIN_REMAINING_S)
+        target, seen = q * total, 0.0
+        for lo, hi, _, w in pieces:
+            if seen + w >= target:
+                return max(lo * (hi / lo) ** ((target - seen) / w) - elapsed_s, MIN_REMAINING_S)
+            seen += w
+        return max(pieces[-1][1] - elapsed_s, MIN_REMAINING_S)
 
     low, median, high = left(INTERVAL_LO), left(0.5), left(INTERVAL_HI)
     return Remaining(min(low, median), median, max(high, median))
+
+
+def _longer_than(stats: DurationStats, elapsed_s: float) -> list[tuple[float, float, float, float]]:
+    """(low, high, count, weight) of the histogram's part above `elapsed_s`; weight = count·D^-LIFE_WEIGHT."""
+    pieces = []
+    for lo, hi, n in stats.bins():
+        if hi <= elapsed_s:
+            continue
+        start = max(lo, elapsed_s)
+        count = n * math.log(hi / start) / math.log(hi / lo)  # log-uniform inside a bucket, as quantile() reads it
+        if count > 0:
+            pieces.append((start, hi, count, count * math.sqrt(start * hi) ** -LIFE_WEIGHT))
+    return pieces
 
 
 def blend(a: Remaining, b: Remaining) -> Remaining:
@@ -145,16 +166,7 @@ def estimate(now: datetime, elapsed_s: float, samples: Sequence[Sequence[float]]
     def at(seconds: float) -> datetime:
         return now + timedelta(seconds=round(seconds, 3))
 
-    return Estimate(at(point(remaining)), at(remaining.low), at(remaining.high), basis)
-
-
-def point(remaining: Remaining) -> float:
-    """The point that minimises the expected error relative to the time left.
-
-    For a log-normal remaining time that is median·exp(-sigma²): an estimate too
-    late by a factor costs more, relative to what is left, than one as much too
-    early. Kept inside the interval."""
-    return min(max(remaining.median * math.exp(-EARLY_BIAS * remaining.sigma ** 2), remaining.low), remaining.median)
+    return Estimate(at(remaining.median), at(remaining.low), at(remaining.high), basis)
 
 
 def _around(median: float, sigma: float) -> Remaining:
