@@ -128,3 +128,62 @@ resource "google_firestore_field" "leases_ttl" {
 
   depends_on = [google_firestore_field.claims_ttl]
 }
+
+# The completion estimate (functions/domain/eta.py) is rewritten on every poll
+# with near-future timestamps: like next_poll_at, an automatic index on it
+# would be a sequential hotspot. Never queried, so exempted. The failed items
+# and progress samples are JSON text read only with their record.
+resource "google_firestore_field" "eta" {
+  project    = var.project_id
+  database   = local.firestore_database
+  collection = var.collection
+  field      = "eta"
+
+  index_config {}
+
+  depends_on = [google_firestore_field.leases_ttl]
+}
+
+resource "google_firestore_field" "eta_low" {
+  project    = var.project_id
+  database   = local.firestore_database
+  collection = var.collection
+  field      = "eta_low"
+
+  index_config {}
+
+  depends_on = [google_firestore_field.eta]
+}
+
+resource "google_firestore_field" "eta_high" {
+  project    = var.project_id
+  database   = local.firestore_database
+  collection = var.collection
+  field      = "eta_high"
+
+  index_config {}
+
+  depends_on = [google_firestore_field.eta_low]
+}
+
+resource "google_firestore_field" "progress_samples" {
+  project    = var.project_id
+  database   = local.firestore_database
+  collection = var.collection
+  field      = "progress_samples"
+
+  index_config {}
+
+  depends_on = [google_firestore_field.eta_high]
+}
+
+resource "google_firestore_field" "failed_items" {
+  project    = var.project_id
+  database   = local.firestore_database
+  collection = var.collection
+  field      = "failed_items"
+
+  index_config {}
+
+  depends_on = [google_firestore_field.progress_samples]
+}
