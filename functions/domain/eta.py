@@ -37,7 +37,7 @@ LIFE_WEIGHT = 0.5
 # Progress: the log-spread of a linear extrapolation, floor plus a share of what is left
 # (a rate measured over a small part of the work extrapolates far).
 PROGRESS_SIGMA_FLOOR = 0.10
-PROGRESS_SIGMA_LEFT = 0.60
+PROGRESS_SIGMA_LEFT = 0.50
 MIN_REMAINING_S = 1.0
 
 BASIS_PROGRESS, BASIS_HISTORY, BASIS_BOTH = "progress", "history", "both"
