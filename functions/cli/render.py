@@ -101,6 +101,10 @@ def wait_line(records: list[dict], elapsed_s: float) -> str:
         parts = [op.get("id", "")[:12], str(op.get("state"))]
         if op.get("progress_percent") is not None:
             parts.append(_percent(op["progress_percent"]))
+        if op.get("eta"):
+            parts.append(eta(op))
+        if (op.get("items") or {}).get("failed"):
+            parts.append(f"{op['items']['failed']} failed")
         return "  ".join(parts + [clock, f"{op.get('polls') or 0} polls"])
     states: dict[str, int] = {}
     for op in records:

@@ -51,6 +51,13 @@ def test_a_watch_line_shows_the_eta_from_the_events_own_time():
     assert "~12 min left, 8–20; 3 items, 1 failed" in render.event_line(event)
 
 
+def test_a_wait_line_shows_the_eta_and_the_failed_count(monkeypatch):
+    monkeypatch.setattr(render, "datetime", _Clock)
+    op = {"id": OP_ID, "state": "RUNNING", "progress_percent": 40, "eta": at(720), "eta_low": at(480),
+          "eta_high": at(1200), "items": {"total": 9, "failed": 2}, "polls": 4}
+    assert render.wait_line([op], 65) == f"{OP_ID[:12]}  RUNNING  40%  ~12 min left, 8–20  2 failed  1m05s elapsed  4 polls"
+
+
 class _Clock(datetime):
     @classmethod
     def now(cls, tz=None):
