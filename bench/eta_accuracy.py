@@ -128,16 +128,19 @@ def evaluate(ops: list[Op], stats: dict[str, DurationStats], policy: Policy, see
 
 
 def _verdicts(table: list[dict]) -> dict:
-    """The blend is ahead of a baseline when its median and p90 errors are lower at every checkpoint."""
+    """AHEAD of a baseline when the blend's median and p90 errors are both lower at every checkpoint;
+    otherwise BEHIND, naming the figures where it is not."""
     verdicts = {}
     for base in BASELINES:
-        pairs = [(next(r for r in table if r["checkpoint"] == f and r["strategy"] == BLEND),
-                  next(r for r in table if r["checkpoint"] == f and r["strategy"] == base)) for f in CHECKPOINTS]
-        if any(b["paired"] == 0 for _, b in pairs):
-            verdicts[base] = "n/a"
-            continue
-        ahead = all(a["err_p50"] < b["err_p50"] and a["err_p90"] < b["err_p90"] for a, b in pairs)
-        verdicts[base] = "AHEAD" if ahead else "BEHIND"
+        short = []
+        for f in CHECKPOINTS:
+            a, b = (next(r for r in table if r["checkpoint"] == f and r["strategy"] == s) for s in (BLEND, base))
+            if b["paired"] == 0:
+                short = None
+                break
+            short += [f"{key[4:]} at {f:.0%}: {a[key]:.2f} vs {b[key]:.2f}"
+                      for key in ("err_p50", "err_p90") if not a[key] < b[key]]
+        verdicts[base] = "n/a" if short is None else "AHEAD" if not short else "BEHIND (" + "; ".join(short) + ")"
     return verdicts
 
 

@@ -5,7 +5,8 @@ Pure: no I/O, no clock. The inputs are what the record holds:
   `progress_percent`, kept on the record across polls (`add_sample`);
 - history: the learnt durations of its kind (functions.domain.adaptive), read
   given the time elapsed since submission: of the operations of this kind that
-  ran at least this long, how much longer did they take?
+  ran at least this long, how much longer did they take? (Short runs are
+  weighted up the more the kind's durations spread: LIFE_WEIGHT_PER_VARIANCE.)
 
 Each source gives the remaining time as a median and an 80 % interval. Two
 sources are blended in log space, each weighted by how sure it is (the
@@ -29,11 +30,13 @@ INTERVAL_LO, INTERVAL_HI = 0.10, 0.90
 Z80 = 1.2816  # the 90th percentile of a standard normal, in standard deviations
 # Past the 95th percentile of its kind, history says nothing about what is left.
 HISTORY_MIN_SURVIVING = 0.05
-# Each learnt duration D longer than the time elapsed weighs D^-LIFE_WEIGHT. 0 reads the plain
-# conditional distribution, where long runs dominate; 1 takes every moment of an operation's life
-# as equally likely to be the one asked about, so short runs count as much as long ones. The
-# benchmark (docs/benchmarks.md, "ETA accuracy") is best between the two.
-LIFE_WEIGHT = 0.5
+# Each learnt duration D longer than the time elapsed weighs D^-w. w = 0 reads the plain
+# conditional distribution, where long runs dominate; w = 1 takes every moment of an operation's
+# life as equally likely to be the one asked about, so short runs count as much as long ones.
+# w grows with the spread of the kind (sigma², the variance of its log-durations): for a regular
+# kind the two readings barely differ, for one spread over orders of magnitude the long runs
+# would swamp the estimate. Chosen on the benchmark (docs/benchmarks.md, "ETA accuracy").
+LIFE_WEIGHT_PER_VARIANCE = 1.4
 # Progress: the log-spread of a linear extrapolation, floor plus a share of what is left
 # (a rate measured over a small part of the work extrapolates far).
 PROGRESS_SIGMA_FLOOR = 0.10
@@ -112,7 +115,8 @@ def from_history(stats: DurationStats | None, elapsed_s: float) -> Remaining | N
     """The kind's durations, given that this operation has already run `elapsed_s`."""
     if stats is None or stats.count < MIN_SAMPLES:
         return None
-    pieces = _longer_than(stats, elapsed_s)
+    spread = math.log(stats.quantile(INTERVAL_HI) / stats.quantile(INTERVAL_LO)) / (2 * Z80)
+    pieces = _longer_than(stats, elapsed_s, min(LIFE_WEIGHT_PER_VARIANCE * spread ** 2, 1.0))
     if sum(n for _, _, n, _ in pieces) < HISTORY_MIN_SURVIVING * stats.count:
         return None
     total = sum(w for *_, w in pieces)
@@ -129,8 +133,8 @@ def from_history(stats: DurationStats | None, elapsed_s: float) -> Remaining | N
     return Remaining(min(low, median), median, max(high, median))
 
 
-def _longer_than(stats: DurationStats, elapsed_s: float) -> list[tuple[float, float, float, float]]:
-    """(low, high, count, weight) of the histogram's part above `elapsed_s`; weight = count·D^-LIFE_WEIGHT."""
+def _longer_than(stats: DurationStats, elapsed_s: float, power: float) -> list[tuple[float, float, float, float]]:
+    """(low, high, count, weight) of the histogram's part above `elapsed_s`; weight = count·D^-power."""
     pieces = []
     for lo, hi, n in stats.bins():
         if hi <= elapsed_s:
@@ -138,7 +142,7 @@ def _longer_than(stats: DurationStats, elapsed_s: float) -> list[tuple[float, fl
         start = max(lo, elapsed_s)
         count = n * math.log(hi / start) / math.log(hi / lo)  # log-uniform inside a bucket, as quantile() reads it
         if count > 0:
-            pieces.append((start, hi, count, count * math.sqrt(start * hi) ** -LIFE_WEIGHT))
+            pieces.append((start, hi, count, count * math.sqrt(start * hi) ** -power))
     return pieces
 
 

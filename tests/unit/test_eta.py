@@ -110,7 +110,7 @@ def test_history_needs_enough_finished_operations():
 
 
 def test_history_with_no_weighting_at_the_start_is_the_kinds_median_and_spread(monkeypatch):
-    monkeypatch.setattr(eta, "LIFE_WEIGHT", 0.0)
+    monkeypatch.setattr(eta, "LIFE_WEIGHT_PER_VARIANCE", 0.0)
     stats = stats_of(lognormal(2000, 600))
     remaining = eta.from_history(stats, 0)
     assert remaining.median == pytest.approx(stats.quantile(0.5), rel=1e-6)
@@ -118,13 +118,18 @@ def test_history_with_no_weighting_at_the_start_is_the_kinds_median_and_spread(m
     assert remaining.high == pytest.approx(stats.quantile(0.9), rel=1e-6)
 
 
-def test_life_weighting_counts_short_runs_more_than_the_plain_distribution(monkeypatch):
-    stats = stats_of(lognormal(2000, 600, sigma=0.6))
-    weighted = eta.from_history(stats, 0)
-    monkeypatch.setattr(eta, "LIFE_WEIGHT", 0.0)
-    plain = eta.from_history(stats, 0)
-    # Weight D^-1/2 on a log-normal shifts it by sigma²/2 in log space.
-    assert weighted.median == pytest.approx(plain.median * math.exp(-0.5 * 0.6 ** 2), rel=0.1)
+def test_life_weighting_grows_with_the_kinds_spread(monkeypatch):
+    # Weight D^-w on a log-normal shifts its median by w·sigma² in log space, w = factor·sigma² (at most 1).
+    def shift(sigma):
+        stats = stats_of(lognormal(4000, 600, sigma=sigma))
+        weighted = eta.from_history(stats, 0).median
+        with monkeypatch.context() as plain:
+            plain.setattr(eta, "LIFE_WEIGHT_PER_VARIANCE", 0.0)
+            return math.log(eta.from_history(stats, 0).median / weighted)
+
+    w = eta.LIFE_WEIGHT_PER_VARIANCE * 0.3 ** 2
+    assert shift(0.3) == pytest.approx(w * 0.3 ** 2, abs=0.03)  # regular kind: barely moved
+    assert shift(1.5) == pytest.approx(1.5 ** 2, rel=0.15)  # spread over orders of magnitude: fully weighted
 
 
 def test_history_is_conditioned_on_the_time_already_elapsed():
