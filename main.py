@@ -19,8 +19,10 @@ def submit(request):
 def submit_pubsub(cloud_event):
     """The same submission, from a message on the submissions topic."""
     services = wiring.current()
-    with logs.traced(flask.request.headers, services.settings.project):  # the push request's trace
-        pubsub_push.deliver(cloud_event, lambda data: services.submit.submit(data, source="pubsub"))
+    envelope = pubsub_push.push_envelope(cloud_event, flask.request)  # keeps deliveryAttempt, orderingKey
+    with logs.traced(pubsub_push.trace_headers(envelope, flask.request.headers), services.settings.project):
+        pubsub_push.deliver(cloud_event, lambda data: services.submit.submit(data, source="pubsub"),
+                            envelope=envelope)
 
 
 @functions_framework.http
@@ -35,5 +37,7 @@ def poll(request):
 def handle(cloud_event):
     """State-change events and commands: completion, errors, cancellation."""
     services = wiring.current()
-    with logs.traced(flask.request.headers, services.settings.project):
-        pubsub_push.deliver(cloud_event, services.handle.handle, poison=(PoisonMessage,))
+    envelope = pubsub_push.push_envelope(cloud_event, flask.request)
+    # The event's traceparent: handle's lines join the trace of the poll run that observed the change.
+    with logs.traced(pubsub_push.trace_headers(envelope, flask.request.headers), services.settings.project):
+        pubsub_push.deliver(cloud_event, services.handle.handle, poison=(PoisonMessage,), envelope=envelope)

@@ -11,12 +11,31 @@ import json
 import logging
 import os
 import re
+import secrets
 import sys
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterator, Mapping
 
 # The trace of the request being served (`projects/P/traces/T`), set by `traced`.
 current_trace: contextvars.ContextVar[str | None] = contextvars.ContextVar("lro_trace", default=None)
+
+
+@dataclass(frozen=True)
+class TraceContext:
+    """W3C trace context of the work being done: which trace, which span, sampled or not."""
+
+    trace_id: str  # 32 lowercase hex digits
+    span_id: str | None  # 16 lowercase hex digits
+    sampled: bool
+
+    def traceparent(self) -> str:
+        """The `traceparent` that continues this trace in the next hop (an event's attribute)."""
+        span = self.span_id or secrets.token_hex(8)
+        return f"00-{self.trace_id}-{span}-{'01' if self.sampled else '00'}"
+
+
+_context: contextvars.ContextVar[TraceContext | None] = contextvars.ContextVar("lro_trace_context", default=None)
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 _SECRET_WORDS = ("token", "authorization", "secret", "password", "credential")
@@ -66,6 +85,11 @@ class CloudLoggingFormatter(logging.Formatter):
         trace = current_trace.get()
         if trace:
             entry["logging.googleapis.com/trace"] = trace
+            context = _context.get()
+            if context and context.span_id:
+                entry["logging.googleapis.com/spanId"] = context.span_id
+            if context:
+                entry["logging.googleapis.com/trace_sampled"] = context.sampled
         if record.exc_info:
             entry["exception"] = scrub(self.formatException(record.exc_info))
         # default=str may reveal an object's text: scrub the line as a whole too.
@@ -90,35 +114,70 @@ def setup(level: str = "INFO", component: str | None = None) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def trace_from_header(header: str | None, project: str) -> str | None:
-    """`X-Cloud-Trace-Context: TRACE_ID/SPAN;o=1` or `traceparent` → Cloud Logging's trace field."""
-    if not header or not project:
+def parse_trace_header(header: str | None) -> TraceContext | None:
+    """`traceparent` (00-TRACE-SPAN-FLAGS) or `X-Cloud-Trace-Context` (TRACE/SPAN_DECIMAL;o=1),
+    parsed strictly: anything malformed is no trace at all."""
+    if not header:
         return None
     if header.startswith("00-"):  # W3C traceparent
         parts = header.split("-")
-        trace_id = parts[1] if len(parts) > 2 else ""
+        if len(parts) < 3:
+            return None
+        trace_id, span_id = parts[1], parts[2]
+        flags = parts[3] if len(parts) > 3 else "00"
+        sampled = _hex(flags, 2) and bool(int(flags, 16) & 1)
+        span = span_id.lower() if _hex(span_id, 16) and span_id.strip("0") else None
     else:
-        trace_id = header.split("/")[0]
-    if not trace_id or not all(c in "0123456789abcdefABCDEF" for c in trace_id) or len(trace_id) > 32:
+        trace_id, _, rest = header.partition("/")
+        span_text, _, options = rest.partition(";")
+        sampled = options.strip() == "o=1"
+        span = format(int(span_text), "016x") if span_text.isdigit() and 0 < int(span_text) < 2**64 else None
+    if not trace_id or not _hex(trace_id, None) or len(trace_id) > 32 or not trace_id.strip("0"):
+        return None  # all zeros is the W3C "invalid trace"
+    return TraceContext(trace_id.lower(), span, bool(sampled))
+
+
+def _hex(text: str, length: int | None) -> bool:
+    return bool(text) and (length is None or len(text) == length) and all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+def trace_from_header(header: str | None, project: str) -> str | None:
+    """`X-Cloud-Trace-Context: TRACE_ID/SPAN;o=1` or `traceparent` → Cloud Logging's trace field."""
+    context = parse_trace_header(header)
+    if context is None or not project:
         return None
-    if not trace_id.strip("0"):  # all zeros is the W3C "invalid trace"
+    return f"projects/{project}/traces/{context.trace_id}"
+
+
+def context_of(headers: Mapping[str, str] | None) -> TraceContext | None:
+    """The trace of a request's headers (or a message's attributes): W3C `traceparent`
+    first, then Google's own header."""
+    if not headers:
         return None
-    return f"projects/{project}/traces/{trace_id.lower()}"
+    return parse_trace_header(headers.get("traceparent")) or parse_trace_header(headers.get("X-Cloud-Trace-Context"))
 
 
 def trace_of(headers: Mapping[str, str] | None, project: str) -> str | None:
-    """The trace of a request's headers: W3C `traceparent` first, then Google's own header."""
-    if not headers:
-        return None
-    return (trace_from_header(headers.get("traceparent"), project)
-            or trace_from_header(headers.get("X-Cloud-Trace-Context"), project))
+    """The trace of a request's headers, as Cloud Logging's trace field."""
+    context = context_of(headers)
+    return f"projects/{project}/traces/{context.trace_id}" if context and project else None
+
+
+def outgoing_traceparent() -> str | None:
+    """`traceparent` for a message published while serving a traced request (None otherwise)."""
+    context = _context.get()
+    return context.traceparent() if context else None
 
 
 @contextlib.contextmanager
 def traced(headers: Mapping[str, str] | None, project: str) -> Iterator[str | None]:
-    """Tag every log line written while serving this request with its trace."""
-    token = current_trace.set(trace_of(headers, project))
+    """Tag every log line written while serving this request with its trace and span,
+    and let messages published meanwhile carry the trace on (`outgoing_traceparent`)."""
+    context = context_of(headers) if project else None
+    token = current_trace.set(f"projects/{project}/traces/{context.trace_id}" if context else None)
+    context_token = _context.set(context)
     try:
         yield current_trace.get()
     finally:
+        _context.reset(context_token)
         current_trace.reset(token)

@@ -5,6 +5,7 @@ import logging
 from concurrent.futures import Future, TimeoutError as FutureTimeout
 from typing import Sequence
 
+from functions import logs
 from functions.adapters.lazy import Lazy
 from functions.domain.events import Message
 
@@ -39,11 +40,14 @@ class Publisher:
         this call are failed without being sent, so a key never skips ahead.
         """
         futures: list[Future | Exception] = []
+        # The trace being served goes on with each message, so its consumer can continue it.
+        traceparent = logs.outgoing_traceparent()
+        trace = {"traceparent": traceparent} if traceparent else {}
         for message in messages:
             try:
                 futures.append(self.client.publish(
                     topic, message.encoded(), ordering_key=message.ordering_key,
-                    retry=self._retry, timeout=self._timeout_s, **message.attributes))
+                    retry=self._retry, timeout=self._timeout_s, **{**trace, **message.attributes}))
             except Exception as exc:  # e.g. the key is paused after an earlier failure
                 futures.append(exc)
         results: list[str | Exception] = []

@@ -3,13 +3,18 @@
 A normal return acknowledges the message; an exception makes functions-
 framework answer 500, so Pub/Sub redelivers. Poison must therefore be logged
 and returned, and only transient failures raised.
+
+functions-framework turns a raw push body into a CloudEvent that keeps only the
+message's data and attributes: deliveryAttempt, the message's orderingKey and
+the subscription are dropped. The push request's own JSON body still has them,
+so `push_envelope` reads the envelope from there whenever the request is one.
 """
 from __future__ import annotations
 
 import base64
 import binascii
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from functions.domain import jsontext
 from functions.domain.errors import InvalidArgument, PermissionDenied
@@ -19,6 +24,25 @@ log = logging.getLogger(__name__)
 
 class Undecodable(Exception):
     """The push body holds no JSON message data."""
+
+
+def push_envelope(cloud_event, request=None) -> dict:
+    """The push envelope as Pub/Sub sent it ({"message", "subscription", "deliveryAttempt"}),
+    from the request body when it is one, else from the CloudEvent's data."""
+    body = request.get_json(silent=True) if request is not None else None
+    if isinstance(body, dict) and isinstance(body.get("message"), dict):
+        return body
+    return cloud_event.data if isinstance(cloud_event.data, dict) else {}
+
+
+def trace_headers(envelope: dict, request_headers: Mapping[str, str] | None) -> Mapping[str, str] | None:
+    """Where the trace to continue is: the message's `traceparent` attribute (the publisher's
+    trace, e.g. the poll run that observed the change), else the push request's own headers."""
+    message = envelope.get("message") if isinstance(envelope.get("message"), dict) else {}
+    attributes = message.get("attributes") if isinstance(message.get("attributes"), dict) else {}
+    if isinstance(attributes.get("traceparent"), str):
+        return {"traceparent": attributes["traceparent"]}
+    return request_headers
 
 
 def message_of(cloud_event) -> tuple[Any, dict, str]:
@@ -45,9 +69,11 @@ def message_id_of(envelope: dict) -> str:
 
 
 def delivery_context(envelope: dict) -> dict:
-    """What finds a push delivery again in the logs: message id, subscription, attempt."""
+    """What finds a push delivery again in the logs: message id, subscription, attempt, ordering key."""
+    message = envelope.get("message") if isinstance(envelope.get("message"), dict) else {}
     return {"message_id": message_id_of(envelope), "subscription": envelope.get("subscription"),
-            "delivery_attempt": envelope.get("deliveryAttempt")}
+            "delivery_attempt": envelope.get("deliveryAttempt"),
+            "ordering_key": message.get("orderingKey") or message.get("ordering_key") or None}
 
 
 def drop_poison(envelope: dict, exc: Exception) -> None:
@@ -57,11 +83,14 @@ def drop_poison(envelope: dict, exc: Exception) -> None:
               extra={"reason": type(exc).__name__, **delivery_context(envelope)})
 
 
-def deliver(cloud_event, work: Callable[[Any], Any], poison: tuple[type[Exception], ...] = ()) -> Any:
+def deliver(cloud_event, work: Callable[[Any], Any], poison: tuple[type[Exception], ...] = (),
+            envelope: dict | None = None) -> Any:
     """Run `work(data)`: poison is logged at ERROR and acknowledged (2xx); anything
     else is logged at WARNING and re-raised, so the push gets a 5xx and Pub/Sub
-    redelivers it (after the subscription's max attempts: its dead-letter topic)."""
-    envelope = cloud_event.data if isinstance(cloud_event.data, dict) else {}
+    redelivers it (after the subscription's max attempts: its dead-letter topic).
+    `envelope`: the raw push envelope (push_envelope), when the caller has it."""
+    if envelope is None:
+        envelope = cloud_event.data if isinstance(cloud_event.data, dict) else {}
     try:
         data, _attributes, _ = envelope_message(envelope)
         outcome = work(data)

@@ -131,3 +131,25 @@ def test_setup_is_idempotent_and_labels_entries_with_the_function_served(monkeyp
 def test_the_poll_summary_names_every_count_an_operator_reads():
     summary = RunSummary(run_id="r1").to_json()
     assert {"claimed", "polled", "changed", "published", "errors", "duration_s"} <= set(summary)
+
+
+def test_entries_carry_the_span_and_the_sampling_decision_beside_the_trace(capture):
+    logger, lines = capture
+    with logs.traced({"X-Cloud-Trace-Context": f"{TRACE}/123;o=1"}, PROJECT):
+        logger.info("google header")
+    with logs.traced({"traceparent": f"00-{TRACE}-00f067aa0ba902b7-00"}, PROJECT):
+        logger.info("w3c header")
+    google, w3c = (json.loads(line) for line in lines())
+    assert google["logging.googleapis.com/spanId"] == format(123, "016x")
+    assert google["logging.googleapis.com/trace_sampled"] is True
+    assert w3c["logging.googleapis.com/spanId"] == "00f067aa0ba902b7"
+    assert w3c["logging.googleapis.com/trace_sampled"] is False
+
+
+def test_messages_published_while_traced_carry_the_trace_on_and_none_otherwise():
+    assert logs.outgoing_traceparent() is None
+    with logs.traced({"traceparent": f"00-{TRACE}-00f067aa0ba902b7-01"}, PROJECT):
+        assert logs.outgoing_traceparent() == f"00-{TRACE}-00f067aa0ba902b7-01"
+    with logs.traced({"X-Cloud-Trace-Context": TRACE}, PROJECT):  # no span: a fresh one, same trace
+        version, trace, span, flags = logs.outgoing_traceparent().split("-")
+        assert (version, trace, flags) == ("00", TRACE, "00") and len(span) == 16

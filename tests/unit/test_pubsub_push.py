@@ -8,7 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from functions.adapters.pubsub_push import Undecodable, deliver, message_of
+from functions.adapters.pubsub_push import (Undecodable, deliver, delivery_context, message_of, push_envelope,
+                                          trace_headers)
 from functions.domain.errors import TransientError
 from functions.services.handle import PoisonMessage, UnknownType
 
@@ -56,3 +57,30 @@ def test_a_handled_message_logs_its_outcome(caplog):
     with caplog.at_level(logging.INFO):
         assert deliver(_event(b"{}"), lambda d: "completed") == "completed"
     assert caplog.records[-1].outcome == "completed"
+
+
+class _Request:
+    def __init__(self, body):
+        self.body = body
+
+    def get_json(self, silent=False):
+        return self.body
+
+
+def test_the_push_envelope_comes_from_the_request_body_which_keeps_what_the_cloudevent_drops():
+    raw = {"message": {"data": "e30=", "messageId": "m-7", "orderingKey": "op-1"},
+           "subscription": "projects/p/subscriptions/s", "deliveryAttempt": 4}
+    cloud_event = SimpleNamespace(data={"message": {"data": "e30=", "messageId": "m-7"}})
+    envelope = push_envelope(cloud_event, _Request(raw))
+    assert delivery_context(envelope) == {"message_id": "m-7", "subscription": "projects/p/subscriptions/s",
+                                          "delivery_attempt": 4, "ordering_key": "op-1"}
+    assert push_envelope(cloud_event, _Request({"data": "a structured CloudEvent"})) == cloud_event.data
+    assert push_envelope(cloud_event, None) == cloud_event.data
+
+
+def test_the_trace_to_continue_is_the_messages_traceparent_else_the_push_requests():
+    with_trace = {"message": {"attributes": {"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"}}}
+    assert trace_headers(with_trace, {"X-Cloud-Trace-Context": "3" * 32}) == {
+        "traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"}
+    assert trace_headers({"message": {"attributes": {}}}, {"X-Cloud-Trace-Context": "3" * 32}) == {
+        "X-Cloud-Trace-Context": "3" * 32}
