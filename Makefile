@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CHECKOV_VENV := .venv-checkov
 
-.PHONY: demo test test-unit bench lint clean
+.PHONY: demo test test-unit bench lint clean catalog
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,12 @@ test: $(VENV)/.installed $(CHECKOV_VENV)/.installed
 test-unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit
 
+# Regenerate functions/domain/catalog.json from Google's discovery documents (docs/catalog.md).
+catalog: $(VENV)/.installed
+	$(PY) -m tools.catalog
+
 bench: $(VENV)/.installed
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .hypothesis .run
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .hypothesis .run .cache

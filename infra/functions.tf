@@ -116,6 +116,8 @@ data "archive_file" "source" {
     "**/__pycache__/**",
     "**/*.pyc",
     "bench/**",
+    "tools/**",
+    ".cache/**",
     "*.egg-info/**",
     "build/**",
     "docs/**",

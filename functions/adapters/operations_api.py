@@ -30,7 +30,8 @@ from functions.domain.record import bounded_status
 from functions.domain.tracking import ApiFailure
 
 TRANSIENT_HTTP = frozenset({408, 429, 500, 502, 503, 504})
-_GOOGLE_HOST = re.compile(r"^[a-z0-9-]+\.googleapis\.com$")
+# Global, LOCATION-HOST and HOST.LOCATION.rep hosts: labels of letters, digits and hyphens.
+_GOOGLE_HOST = re.compile(r"^(?:[a-z0-9-]{1,63}\.){1,3}googleapis\.com$")
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 # Answers are read in chunks up to this many bytes: an Operation is rarely more than a few KB.
 MAX_ANSWER_BYTES = 10 * 1024 * 1024
@@ -83,7 +84,7 @@ class OperationsApi:
     def url_for(self, ref: OperationRef, suffix: str = "") -> str:
         if not _GOOGLE_HOST.match(ref.endpoint):  # defence in depth: refs are built, not parsed
             raise ValueError(f"refusing non-Google host {ref.endpoint!r}")
-        path = f"{ref.endpoint}/{ref.api_version}/{ref.name}{suffix}"
+        path = f"{ref.endpoint}/{ref.path}{suffix}"
         return f"{self._base_url}/{path}" if self._base_url else f"https://{path}"
 
     def _request(self, method: str, url: str, quota_project: str | None, **kwargs) -> requests.Response:
@@ -174,7 +175,7 @@ class OperationsApi:
         """One page of `GET {parent}/operations`; endpoint_ref supplies host and version.
         Raises ApiUnavailable for any failure: the scope is listed again next run."""
         ref = OperationRef(f"{parent}/operations", endpoint_ref.service, endpoint_ref.api_version,
-                           endpoint_ref.endpoint)
+                           endpoint_ref.endpoint, prefix=endpoint_ref.prefix or endpoint_ref.api_version)
         params = {"pageSize": page_size}
         if filter_:
             params["filter"] = filter_

@@ -1,8 +1,11 @@
-"""Operation-name grammar, the service registry and endpoint resolution.
+"""Operation names, services and endpoints, checked against Google's published surface.
 
-Security rule (contract §3): a request may only go to
-`https://[REGION-]SERVICE.googleapis.com`, a host this module *builds* from a
-registered service and a validated location — never one copied from input.
+The catalog (functions/domain/catalog.py, generated from Google's discovery
+documents) says which names each API's operations.get accepts and which
+hosts serve it. Security rule (contract §3): a request only goes to a host
+taken from the catalog (a published host, or LOCATION-HOST for the APIs the
+overrides name, with a validated location), checked as a DNS name; never one
+copied from input.
 """
 from __future__ import annotations
 
@@ -10,45 +13,30 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+from functions.domain.catalog import Api, Form, load, version_rank
 from functions.domain.errors import InvalidArgument
 
 MAX_NAME_BYTES = 1500  # Firestore compares indexed strings on their first 1,500 bytes.
+MAX_LABEL = 63  # RFC 1035: a DNS label
+MAX_HOST = 253
 
-
-@dataclass(frozen=True)
-class Service:
-    host: str  # canonical global host, e.g. documentai.googleapis.com
-    regional: bool = False  # endpoint is LOCATION-host for non-global locations
-    default_version: str = "v1"
-
-
-# Services whose operations lrowatch polls. Add a line to support another API.
-REGISTRY: dict[str, Service] = {
-    s.host.split(".")[0]: s
-    for s in (
-        Service("vision.googleapis.com"),
-        Service("documentai.googleapis.com", regional=True),
-        Service("speech.googleapis.com"),
-        Service("videointelligence.googleapis.com"),
-        Service("aiplatform.googleapis.com", regional=True),
-        Service("translation.googleapis.com", default_version="v3"),
-        Service("language.googleapis.com"),
-        Service("healthcare.googleapis.com"),
-        Service("file.googleapis.com"),
-        Service("redis.googleapis.com"),
-        Service("firestore.googleapis.com"),
-        Service("contentwarehouse.googleapis.com"),
-        Service("discoveryengine.googleapis.com"),
-        Service("retail.googleapis.com", default_version="v2"),
-        Service("dataproc.googleapis.com"),
-        Service("spanner.googleapis.com"),
-    )
-}
-
-_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_~.-]{0,254}\Z")
+# Letters, digits, - _ . ~ and the parentheses of Firestore's "(default)" database.
+_SEGMENT = re.compile(r"^[A-Za-z0-9(][A-Za-z0-9_~.()-]{0,254}\Z")
 _LOCATION = re.compile(r"^[a-z][a-z0-9-]{0,61}[a-z0-9]\Z")
 _OPERATION_ID = re.compile(r"^[0-9a-f]{32}\Z")
 _VERSION = re.compile(r"^v[0-9]{1,2}(?:(?:p[0-9]{1,2})?(?:alpha|beta)[0-9]{0,2})?\Z")
+_DNS_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\Z")
+
+
+def _registry() -> dict[str, Api]:
+    """Short name → catalog Api: the API's own name and its host's first label (translate, translation)."""
+    apis = dict(load().apis)
+    for api in load().apis.values():
+        apis.setdefault(api.host.split(".")[0], api)
+    return apis
+
+
+REGISTRY: dict[str, Api] = _registry()
 
 
 @dataclass(frozen=True)
@@ -56,21 +44,37 @@ class OperationRef:
     """A validated operation: what to GET and where."""
 
     name: str
-    service: str  # canonical host
+    service: str  # the API's canonical host
     api_version: str
     endpoint: str  # host actually called (regional where needed)
+    prefix: str = ""  # URL path before the name; "" means the catalog form's (usually the version)
 
     @property
     def id(self) -> str:
         return operation_id(self.service, self.name)
 
     @property
+    def path(self) -> str:
+        """`VERSION/NAME` for nearly every API (`dns/v1/NAME`, `v1/operations/NAME` for a few)."""
+        prefix = self.prefix or _prefix_of(self.service, self.api_version, self.name)
+        return f"{prefix}/{self.name}"
+
+    @property
     def url(self) -> str:
-        return f"https://{self.endpoint}/{self.api_version}/{self.name}"
+        return f"https://{self.endpoint}/{self.path}"
 
     @property
     def location(self) -> str | None:
         return location_of(self.name)
+
+    @property
+    def form(self) -> Form | None:
+        return form_of(self.service, self.api_version, self.name)
+
+    def can(self, method: str) -> bool:
+        """Whether the API publishes `method` (cancel, list, delete) for this operation."""
+        form = self.form
+        return form is not None and form.can(method)
 
 
 def operation_id(service: str, name: str) -> str:
@@ -88,34 +92,32 @@ def is_api_version(value: object) -> bool:
     return isinstance(value, str) and bool(_VERSION.match(value))
 
 
-def resolve_service(value: object) -> Service:
-    """`vision` or `vision.googleapis.com` → the registry entry; anything else refused."""
+def resolve_service(value: object) -> Api:
+    """`vision` or `vision.googleapis.com` (any host of the API's versions) → its catalog entry."""
     if not isinstance(value, str) or not value:
         raise InvalidArgument("service must be a Google API host such as documentai.googleapis.com")
-    short = value[: -len(".googleapis.com")] if value.endswith(".googleapis.com") else value
-    service = REGISTRY.get(short)
-    if service is None or (value != short and value != service.host):
-        known = ", ".join(sorted(REGISTRY))
-        raise InvalidArgument(f"service {value[:100]!r} is not supported; known services: {known}")
-    return service
+    catalog = load()
+    api = catalog.api(value)
+    if api is None and value.endswith(".googleapis.com"):
+        found = catalog.hosts.get(value)
+        api = found[0] if found is not None and found[1] is None else None
+    if api is None:
+        raise InvalidArgument(f"service {value[:100]!r} publishes no long-running operations; "
+                              "GET /services lists the APIs that do")
+    return api
 
 
 def validate_name(name: object) -> str:
-    """A resource name like `projects/P/locations/L/operations/ID`, strictly."""
+    """The shape every operation name shares; which names exist is the catalog's to say."""
     if not isinstance(name, str) or not name:
         raise InvalidArgument("name must be an operation name such as projects/P/locations/L/operations/ID")
     if len(name.encode()) > MAX_NAME_BYTES:
         raise InvalidArgument(f"name is longer than {MAX_NAME_BYTES} bytes")
-    segments = name.split("/")
-    for segment in segments:
+    for segment in name.split("/"):
         if not _SEGMENT.match(segment) or ".." in segment:
             raise InvalidArgument(
-                "name has an invalid segment; names use letters, digits and - _ . ~ between slashes"
+                "name has an invalid segment; names use letters, digits and - _ . ~ ( ) between slashes"
             )
-    if segments[0] not in ("projects", "operations"):
-        raise InvalidArgument("name must start with projects/ or operations/")
-    if len(segments) < 2 or segments[-2] != "operations":
-        raise InvalidArgument("name must end in operations/ID")
     location = location_of(name)
     if location is not None and not _LOCATION.match(location):
         raise InvalidArgument("name has an invalid location")
@@ -125,68 +127,136 @@ def validate_name(name: object) -> str:
 def location_of(name: str) -> str | None:
     parts = name.split("/")
     for i, part in enumerate(parts[:-1]):
-        if part == "locations":
+        if part in ("locations", "regions"):
             return parts[i + 1]
     return None
 
 
-def validate_version(value: object, service: Service) -> str:
+def validate_version(value: object, api: Api) -> str | None:
+    """An explicit version the API publishes, or None to let the name choose."""
     if value is None:
-        return service.default_version
+        return None
     if not is_api_version(value):
         raise InvalidArgument("api_version must look like v1, v1beta2 or v3p1beta1")
+    if value not in api.versions:
+        raise InvalidArgument(f"{api.name} has no operations in {value}; its versions are "
+                              f"{', '.join(api.versions)}")
     return value
 
 
-def endpoint_for(service: Service, name: str) -> str:
-    """The host to call: regional services use the location in the name."""
+def choose_form(api: Api, name: str, version: str | None = None) -> Form:
+    """The published form this name belongs to; api_version picks among versions.
+
+    Several forms may match: a literal pattern beats a catch-all (Speech v1's
+    `^.*$`); then, without api_version, a stable version beats a beta or
+    alpha one; among equals the version Google's directory marks preferred
+    wins, then the newest.
+    """
+    candidates = [f for f in api.forms_of(version) if f.matches(name)]
+    if not candidates:
+        closest = closest_form(api.forms_of(version), name)
+        raise InvalidArgument(f"{api.name} {closest.version} names look like {closest.readable}; "
+                              f"{name[:120]!r} is not one of them")
+    return max(candidates, key=lambda f: (f.specificity[0], version_rank(f.version)[0],
+                                          f.version == api.preferred, version_rank(f.version), f.specificity))
+
+
+def closest_form(forms: list[Form], name: str) -> Form:
+    """The form whose template shares most literal segments with the name, in place."""
+    segments = name.split("/")
+
+    def score(form: Form) -> tuple:
+        parts = form.template.split("/")
+        same = sum(1 for a, b in zip(parts, segments) if not a.startswith("{") and a == b)
+        return (same, -abs(len(parts) - len(segments)), version_rank(form.version))
+
+    return max(forms, key=score)
+
+
+def form_of(service: str, version: str, name: str) -> Form | None:
+    try:
+        api = resolve_service(service)
+        return choose_form(api, name, version if version in api.versions else None)
+    except InvalidArgument:
+        return None
+
+
+def _prefix_of(service: str, version: str, name: str) -> str:
+    form = form_of(service, version, name)
+    return form.prefix if form is not None and form.version == version else version
+
+
+def check_host(host: str) -> str:
+    """A DNS name: labels of 1-63 letters, digits and hyphens; at most 253 characters."""
+    labels = host.split(".")
+    if len(host) > MAX_HOST or not all(len(label) <= MAX_LABEL and _DNS_LABEL.match(label) for label in labels):
+        raise InvalidArgument(f"the endpoint {host[:120]!r} would not be a valid DNS name "
+                              f"(labels of at most {MAX_LABEL} characters)")
+    return host
+
+
+def default_endpoint(api: Api, form: Form, name: str) -> str:
+    """The documented default for a name+service submission (docs/catalog.md):
+    LOCATION-HOST where the API serves its locations that way, else the global host."""
     location = location_of(name)
-    if service.regional and location and location != "global":
-        if not _LOCATION.match(location):
-            raise InvalidArgument("name has an invalid location")
-        return f"{location}-{service.host}"
-    return service.host
+    if location and location != "global":
+        prefixed = f"{location}-{form.host}"
+        if api.location_prefixed or prefixed in api.endpoints.get(location, ()):
+            return check_host(prefixed)
+    return check_host(form.host)
+
+
+def endpoint_for(service: Api, name: str) -> str:
+    """The default host for a name (kept for callers of the registry-era function)."""
+    return default_endpoint(service, choose_form(service, name), name)
 
 
 def build_ref(name: object, service: object, api_version: object = None) -> OperationRef:
-    svc = resolve_service(service)
+    api = resolve_service(service)
     valid_name = validate_name(name)
-    return OperationRef(
-        name=valid_name,
-        service=svc.host,
-        api_version=validate_version(api_version, svc),
-        endpoint=endpoint_for(svc, valid_name),
-    )
+    form = choose_form(api, valid_name, validate_version(api_version, api))
+    return OperationRef(name=valid_name, service=api.host, api_version=form.version,
+                        endpoint=default_endpoint(api, form, valid_name), prefix=form.prefix)
 
 
-_URL = re.compile(r"^https://(?P<host>[a-z0-9.-]+)/(?P<version>[a-z0-9]+)/(?P<name>[A-Za-z0-9_~./-]+)\Z")
+_URL = re.compile(r"^https://(?P<host>[a-z0-9.-]{1,253})/(?P<path>[A-Za-z0-9_~.()/-]+)\Z")
 
 
 def parse_url(url: object) -> OperationRef:
-    """A doc-style operation URL, parsed strictly and rebuilt from the registry.
+    """A doc-style operation URL, parsed strictly and rebuilt from the catalog.
 
-    Only the exact host lrowatch would build for that name is accepted, so
+    The host must be one the API publishes (or LOCATION-HOST where the
+    overrides say so), and a regional host must serve the name's location, so
     userinfo, ports, look-alike hosts, IPs, encodings, queries and fragments
-    all fail the grammar or the final equality check.
+    all fail the grammar or the catalog look-up.
     """
-    if not isinstance(url, str) or len(url) > MAX_NAME_BYTES + 200:
-        raise InvalidArgument("url must be an https://SERVICE.googleapis.com/VERSION/NAME string")
+    if not isinstance(url, str) or len(url) > MAX_NAME_BYTES + 300:
+        raise InvalidArgument("url must be an https://HOST/VERSION/NAME string")
     match = _URL.match(url)
     if not match:
         raise InvalidArgument(
-            "url must be https://[REGION-]SERVICE.googleapis.com/VERSION/NAME with no port, "
-            "userinfo, query, fragment or encoded characters"
+            "url must be https://HOST/VERSION/NAME with no port, userinfo, query, fragment or encoded characters"
         )
-    host = match["host"]
-    if not host.endswith(".googleapis.com"):
-        raise InvalidArgument("url host must be a Google API host (*.googleapis.com)")
-    label = host[: -len(".googleapis.com")]
-    service = REGISTRY.get(label)
-    if service is None and "-" in label:
-        service = REGISTRY.get(label.split("-")[-1])
-    if service is None:
-        raise InvalidArgument(f"url host {host!r} is not a supported service")
-    ref = build_ref(match["name"], service.host, match["version"])
-    if ref.endpoint != host:
-        raise InvalidArgument(f"url host {host!r} does not match the operation's location (expected {ref.endpoint})")
-    return ref
+    host, path = match["host"], match["path"]
+    found = load().by_host(host)
+    if found is None:
+        raise InvalidArgument(f"url host {host!r} is not a published endpoint of an API with long-running "
+                              "operations (GET /services lists them)")
+    api, host_location = found
+    forms = [f for f in api.forms if path.startswith(f.prefix + "/")
+             and (host_location is not None or f.host == host)]
+    if not forms:
+        raise InvalidArgument(f"url path must be VERSION/NAME for {api.name}; versions: {', '.join(api.versions)}")
+    prefix = max((f.prefix for f in forms), key=len)
+    name = validate_name(path[len(prefix) + 1:])
+    candidates = [f for f in forms if f.prefix == prefix and f.matches(name)]
+    if not candidates:
+        closest = closest_form([f for f in forms if f.prefix == prefix], name)
+        raise InvalidArgument(f"{api.name} {closest.version} names look like {closest.readable}; "
+                              f"{name[:120]!r} is not one of them")
+    form = max(candidates, key=lambda f: f.specificity)
+    if host_location is not None and location_of(name) != host_location:
+        raise InvalidArgument(f"url host {host!r} serves location {host_location}, but the name is in "
+                              f"{location_of(name) or 'no location'}")
+    return OperationRef(name=name, service=api.host, api_version=form.version,
+                        endpoint=check_host(host), prefix=form.prefix)

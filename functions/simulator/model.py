@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
+from functions.domain import catalog
+
 KINDS = ("vision", "documentai", "generic")
 OUTCOMES = ("succeeded", "failed", "cancelled", "done_without_result")
 
@@ -53,6 +55,28 @@ FAULT_KINDS = ("timeout", "garbage", "reset")
 
 HOST_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.googleapis\.com$")
 OP_NAME_RE = re.compile(r"^(?:(?P<parent>.+)/)?operations/(?P<id>[^/:]+)$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9(][A-Za-z0-9_~.()/-]*$")
+_VERSION_SEGMENT = re.compile(r"^v\d+(?:p\d+)?(?:(?:alpha|beta)\d*)?$")
+
+
+def url_prefixes(host: str, path: str) -> list[str]:
+    """Where names start in a request path on `host`, longest first: the published
+    prefixes of the host's API (v1, dns/v1, v1/operations …), else the version segment."""
+    found = catalog.load().by_host(host)
+    prefixes = {f.prefix for f in found[0].forms} if found else set()
+    first = path.split("/", 1)[0]
+    if _VERSION_SEGMENT.match(first):
+        prefixes.add(first)
+    return sorted(prefixes, key=len, reverse=True)
+
+
+def catalog_form(host: str, version: str, name: str) -> catalog.Form | None:
+    """The published form a scripted name belongs to on `host`, if any."""
+    found = catalog.load().by_host(host)
+    if found is None:
+        return None
+    forms = [f for f in found[0].forms_of(version) if f.matches(name)]
+    return max(forms, key=lambda f: f.specificity) if forms else None
 
 
 class ScriptError(ValueError):
@@ -80,6 +104,7 @@ class Script:
     type: str
     created_at: float
     version: str = "v1"
+    prefix: str = ""  # URL path before the name when not the version (dns/v1, v1/operations)
     queued_s: float = 0.0
     running_s: float = 2.0
     outcome: str = "succeeded"
@@ -94,15 +119,16 @@ class Script:
 
     @property
     def parent(self) -> str:
-        return OP_NAME_RE.match(self.name).group("parent") or ""
+        match = OP_NAME_RE.match(self.name)
+        return (match.group("parent") or "") if match else ""
 
     @property
     def op_id(self) -> str:
-        return OP_NAME_RE.match(self.name).group("id")
+        return self.name.rsplit("/", 1)[-1]
 
     @property
     def url(self) -> str:
-        return f"https://{self.host}/{self.version}/{self.name}"
+        return f"https://{self.host}/{self.prefix or self.version}/{self.name}"
 
 
 # ---------------------------------------------------------------- parsing
@@ -158,8 +184,14 @@ def parse_script(body: Any, *, now: float, new_id: Callable[[], str]) -> Script:
         project = str(body.get("project", "123456"))
         location = str(body.get("location") or _location_from_host(host) or DEFAULT_LOCATION[kind])
         name = f"projects/{project}/locations/{location}/operations/{new_id()}"
-    if not isinstance(name, str) or not OP_NAME_RE.match(name) or "//" in name:
-        raise ScriptError("name must end in operations/{id}")
+    version = body.get("version", "v1")
+    if not isinstance(version, str):
+        raise ScriptError("type and version must be strings")
+    if not isinstance(name, str) or not _NAME_RE.match(name) or "//" in name or name.endswith("/"):
+        raise ScriptError("name must be an operation name")
+    form = catalog_form(host, version, name)
+    if form is None and not OP_NAME_RE.match(name):
+        raise ScriptError("name must end in operations/{id} or fit a published pattern of the host's API")
     outcome = body.get("outcome", "succeeded")
     if outcome not in OUTCOMES:
         raise ScriptError(f"outcome must be one of {', '.join(OUTCOMES)}")
@@ -174,11 +206,11 @@ def parse_script(body: Any, *, now: float, new_id: Callable[[], str]) -> Script:
     if not isinstance(faults, list):
         raise ScriptError("faults must be a list")
     op_type = body.get("type") or DEFAULT_TYPE[kind]
-    version = body.get("version", "v1")
-    if not isinstance(op_type, str) or not isinstance(version, str):
+    if not isinstance(op_type, str):
         raise ScriptError("type and version must be strings")
     return Script(
         host=host, kind=kind, name=name, type=op_type, created_at=now, version=version,
+        prefix=form.prefix if form is not None else "",
         queued_s=_number(body, "queued_s", 0.0), running_s=_number(body, "running_s", 2.0),
         outcome=outcome, error=dict(error) if error else None,
         items=items, failed_items=failed, human_review_errors=reviews,

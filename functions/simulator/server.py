@@ -12,7 +12,6 @@ import base64
 import json
 import os
 import random
-import re
 import socket
 import struct
 import sys
@@ -31,7 +30,6 @@ MAX_BODY_BYTES = 64 * 1024 * 1024  # batch creation of thousands of scripts
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 REQUEST_LOG_SIZE = 2000
-VERSION_RE = re.compile(r"^v\d+(?:(?:alpha|beta)\d*)?$")
 GARBAGE_BODY = b'{"name": "operations/garbage", "done": tru'
 
 
@@ -216,6 +214,10 @@ class SimState:
     @staticmethod
     def _timeout_sleep(cfg: GlobalFaults) -> float:
         return cfg.timeout_sleep_s if cfg.timeout_sleep_s is not None else cfg.timeout_s + 1.0
+
+    def exists(self, host: str, name: str) -> bool:
+        with self.lock:
+            return (host, name) in self.ops
 
     def _live(self, host: str, name: str, now: float) -> OpRecord:
         rec = self.ops.get((host, name))
@@ -427,11 +429,13 @@ class Handler(BaseHTTPRequestHandler):
     # ---- Google-shaped API
     def _google(self, method: str, path: str) -> None:
         host, _, rest = path.lstrip("/").partition("/")
-        version, _, resource = rest.partition("/")
-        if not model.HOST_RE.match(host) or not VERSION_RE.match(version) or not resource:
+        if not model.HOST_RE.match(host):
             self.state.count("other", None)
             raise HttpError(404, f"The requested URL {path} was not found on this server.")
-        action, name = self._route(method, resource)
+        action, name = self._route(method, host, rest)
+        if action == "other":
+            self.state.count("other", None)
+            raise HttpError(404, f"The requested URL {path} was not found on this server.")
         self.state.count(action, name)
         decision = self.state.decide(host, name, action if action in ("get", "cancel") else "list")
         if decision.latency_s:
@@ -443,18 +447,24 @@ class Handler(BaseHTTPRequestHandler):
         if action == "cancel":
             self.state.cancel(host, name)
             return self._send(200, {})
-        if action == "list":
-            return self._list(host, name)
-        raise HttpError(404, f"The requested URL {path} was not found on this server.")
+        return self._list(host, name)
 
-    def _route(self, method: str, resource: str) -> tuple[str, str | None]:
-        if method == "GET" and (resource == "operations" or resource.endswith("/operations")):
-            return "list", resource[: -len("operations")].rstrip("/")
-        if method == "GET" and model.OP_NAME_RE.match(resource):
-            return "get", resource
-        if method == "POST" and resource.endswith(":cancel") and model.OP_NAME_RE.match(resource[:-7]):
-            return "cancel", resource[:-7]
-        return "other", None
+    def _route(self, method: str, host: str, rest: str) -> tuple[str, str | None]:
+        """(action, name or list parent): the API's published URL prefixes are tried
+        longest first (v1, dns/v1, v1/operations …), and a name that is scripted wins."""
+        candidates = [rest[len(p) + 1:] for p in model.url_prefixes(host, rest) if rest.startswith(p + "/")]
+        candidates = [c for c in candidates if c]
+        if method == "GET":
+            for resource in candidates:
+                if resource == "operations" or resource.endswith("/operations"):
+                    return "list", resource[: -len("operations")].rstrip("/")
+        suffix = ":cancel" if method == "POST" else ""
+        names = [c[: len(c) - len(suffix)] for c in candidates if method in ("GET", "POST") and c.endswith(suffix)]
+        names = [n for n in names if n and ":" not in n]
+        if not names:
+            return "other", None
+        known = next((n for n in names if self.state.exists(host, n)), names[0])
+        return ("cancel" if suffix else "get"), known
 
     def _list(self, host: str, parent: str) -> None:
         try:

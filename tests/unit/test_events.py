@@ -16,7 +16,7 @@ OBSERVED = NOW + timedelta(minutes=5)
 
 def name_of_bytes(size: int) -> str:
     """A valid operation name of exactly `size` bytes (size >= 40)."""
-    head, tail = "projects/p", "/operations/"
+    head, tail = "operations/projects/p", "/operations/"  # Bigtable admin: ^operations/.*$
     fill = size - len(head) - len(tail) - 8  # room for an 8-character id at least
     parts = []
     while fill > 0:
@@ -112,7 +112,7 @@ def test_all_attribute_values_are_strings():
 
 def test_operation_attribute_is_omitted_when_the_name_is_over_1024_bytes():
     assert len(LONG_NAME.encode()) > ATTRIBUTE_LIMIT
-    record = finished(name=LONG_NAME, service="vision.googleapis.com")
+    record = finished(name=LONG_NAME, service="bigtableadmin.googleapis.com")
     message = events.state_changed(record, "RUNNING", OBSERVED)
     assert "operation" not in message.attributes
     assert message.attributes["operation_id"] == record.id
@@ -122,7 +122,7 @@ def test_operation_attribute_is_omitted_when_the_name_is_over_1024_bytes():
 def test_operation_attribute_is_kept_at_exactly_1024_bytes():
     name = name_of_bytes(ATTRIBUTE_LIMIT)
     assert len(name.encode()) == ATTRIBUTE_LIMIT
-    message = events.state_changed(finished(name=name, service="vision.googleapis.com"), "RUNNING", OBSERVED)
+    message = events.state_changed(finished(name=name, service="bigtableadmin.googleapis.com"), "RUNNING", OBSERVED)
     assert message.attributes["operation"] == name
 
 

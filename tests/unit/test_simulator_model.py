@@ -35,7 +35,7 @@ def test_each_kind_has_a_default_host_and_type():
 @pytest.mark.parametrize("bad", [
     {"kind": "bigquery"},
     {"host": "evil.example.com"},
-    {"name": "projects/1/things/2"},
+    {"host": "vision.googleapis.com", "name": "projects/1/things/2"},  # no published vision pattern
     {"outcome": "maybe"},
     {"items": 2, "failed_items": 3},
     {"running_s": -1},
