@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from functions.domain.errors import ConfigError, InvalidArgument
+from functions.domain.names import build_ref
 from functions.domain.parents import parse_allowed
 from functions.domain.policy import Policy
 
@@ -133,6 +134,8 @@ class Settings:
             allowed_parents = parse_allowed(env.get(ENV_ALLOWED_PARENTS))
         except ValueError as exc:
             raise ConfigError(f"{ENV_ALLOWED_PARENTS}: {exc}") from exc
+        for service, parent, _filter in scopes:
+            _check_watch_scope(service, parent)
         prefixes = tuple(p.strip() for p in env.get(ENV_NOTIFY_URL_PREFIXES, "").split(",") if p.strip())
         for prefix in prefixes:
             if not prefix.startswith("https://") or prefix.count("/") < 3:
@@ -159,6 +162,18 @@ class Settings:
             log_level=(env.get(ENV_LOG_LEVEL) or "INFO").upper(),
             allowed_parents=allowed_parents,
         )
+
+
+def _check_watch_scope(service: object, parent: object) -> None:
+    """A scope is listed with GET {parent}/operations: only where the API publishes `list`."""
+    if not isinstance(parent, str):
+        raise ConfigError(f"{ENV_WATCH_SCOPES}: parent must be a string")
+    try:
+        ref = build_ref(f"{parent}/operations/scope" if parent else "operations/scope", service)
+    except InvalidArgument as exc:
+        raise ConfigError(f"{ENV_WATCH_SCOPES}: {parent!r} of {service!r}: {exc.message}") from exc
+    if not ref.can("list"):
+        raise ConfigError(f"{ENV_WATCH_SCOPES}: {ref.cannot('list')}")
 
 
 def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:

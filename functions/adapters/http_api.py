@@ -13,24 +13,31 @@ from google.api_core import exceptions as gexc
 
 from functions.adapters.caller import caller_identity
 from functions.adapters.pubsub_push import Undecodable, drop_poison, envelope_message
-from functions.domain import jsontext, runs
+from functions.domain import catalog, jsontext, runs
 from functions.domain.errors import (
     InvalidArgument, LroError, MethodNotAllowed, NotFound, PayloadTooLarge, TransientError,
     UnsupportedMediaType)
+from functions.domain.names import resolve_service
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 _SCHEDULE_TIME = re.compile(r"^[0-9T:.+Z-]+$")
 _OPERATION_PATH = re.compile(r"^/operations/(?P<id>[^/:]+)(?P<suffix>:cancel|/items)?$")
+_SERVICE_PATH = re.compile(r"^/services(?:/(?P<name>[^/]+))?$")
 
 Response = tuple[dict, int, dict]
 
 
 def submit_routes(request, service) -> Response:
-    """POST / or /operations; GET /operations[/{id}[/items]]; POST /operations/{id}:cancel."""
+    """POST / or /operations; GET /operations[/{id}[/items]]; POST /operations/{id}:cancel; GET /services[/{name}]."""
     def route() -> Response:
         path = request.path.rstrip("/") or "/"
+        services = _SERVICE_PATH.match(path)
+        if services:
+            if request.method != "GET":
+                raise MethodNotAllowed(f"{path} is read-only (GET)")
+            return _json(published_services(services["name"]))
         if path in ("/", "/operations"):
             if request.method == "POST":
                 record, created = service.submit(read_json(request, required=True))
@@ -55,6 +62,16 @@ def submit_routes(request, service) -> Response:
         return _json(service.get(match["id"]).to_json())
 
     return guarded(route)
+
+
+def published_services(name: str | None) -> dict:
+    """GET /services: the catalog (each API, its name patterns, endpoints and capabilities)."""
+    if name is None:
+        return catalog.load().to_json()
+    try:
+        return resolve_service(name).to_json()
+    except InvalidArgument as exc:
+        raise NotFound(exc.message) from exc
 
 
 def poll_route(request, service) -> Response:

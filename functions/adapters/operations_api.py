@@ -46,7 +46,7 @@ _UNBUILDABLE = (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchem
 class CancelResult:
     """The API's answer to :cancel (contract §7 outcome vocabulary)."""
 
-    outcome: str  # "sent" | "already_finished" | "not_found" | "refused"
+    outcome: str  # "sent" | "already_finished" | "not_found" | "refused" ("unsupported" is decided before any call)
     api_status: dict
 
 

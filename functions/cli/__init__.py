@@ -5,6 +5,7 @@
     lrowatch --local watch ID
     lrowatch --local wait ID && echo done
     lrowatch items --local ID --failed > retry.txt
+    lrowatch services vision
 
 Exit codes: 0 ok · 1 the API refused the request (4xx) · 2 usage error ·
 3 unreachable, not authorised or unavailable · 4 not found ·
@@ -16,7 +17,7 @@ import argparse
 import sys
 
 import functions
-from functions.cli import commands, render
+from functions.cli import commands, render, services
 from functions.cli.api import Client
 from functions.cli.errors import INTERRUPTED, CliError
 from functions.cli.target import resolve
@@ -118,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--service", help="with names: the API short name or host")
     _resilience_options(p)
     p.set_defaults(run=commands.wait_)
+
+    services.add_parser(sub, common)
 
     dlq = sub.add_parser("dlq", help="dead-lettered messages").add_subparsers(dest="dlq_command", required=True,
                                                                                metavar="ACTION")

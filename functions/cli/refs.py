@@ -57,7 +57,8 @@ def service_of_type(type_url: str) -> tuple[str | None, str | None]:
     package = type_url.rsplit("/", 1)[-1].split(".")[:-1]  # drop the message name
     service = next((part for part in package if part in REGISTRY), None)
     version = next((part for part in package if is_api_version(part)), None)
-    return service, (version if service else None)
+    # A version whose operations the API doesn't publish is left to the name to choose.
+    return service, (version if service and version in REGISTRY[service].versions else None)
 
 
 def read_json_arg(path: str) -> str:

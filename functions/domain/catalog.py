@@ -128,6 +128,11 @@ class Catalog:
     def form_count(self) -> int:
         return sum(len(a.forms) for a in self.apis.values())
 
+    def to_json(self) -> dict:
+        """The whole published surface, as GET /services and `lrowatch services --json` show it."""
+        return {"source": self.source, "apis": [a.to_json() for a in self.apis.values()],
+                "excluded": list(self.excluded)}
+
 
 def _load_api(name: str, raw: dict) -> Api:
     forms = tuple(

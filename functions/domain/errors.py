@@ -30,6 +30,13 @@ class InvalidArgument(LroError):
     status = "INVALID_ARGUMENT"
 
 
+class FailedPrecondition(LroError):
+    """The request is well formed but the operation's API cannot do it (e.g. no :cancel)."""
+
+    http_status = 400
+    status = "FAILED_PRECONDITION"
+
+
 class NotFound(LroError):
     """No tracked operation has that id."""
 

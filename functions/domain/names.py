@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from functions.domain.catalog import Api, Form, load, version_rank
 from functions.domain.errors import InvalidArgument
@@ -75,6 +76,14 @@ class OperationRef:
         """Whether the API publishes `method` (cancel, list, delete) for this operation."""
         form = self.form
         return form is not None and form.can(method)
+
+    def cannot(self, method: str) -> str | None:
+        """Why `method` is not published for this operation (a FAILED_PRECONDITION message), or None."""
+        if self.can(method):
+            return None
+        form = self.form
+        what = f"{form.api} {form.version} ({form.readable})" if form else self.service
+        return f"{what} publishes no :{method} for its operations, so lrowatch cannot {method} {self.name[:200]}"
 
 
 def operation_id(service: str, name: str) -> str:
@@ -173,6 +182,7 @@ def closest_form(forms: list[Form], name: str) -> Form:
     return max(forms, key=score)
 
 
+@lru_cache(maxsize=8192)  # every record's url and capability asks; pollers ask for the same ones
 def form_of(service: str, version: str, name: str) -> Form | None:
     try:
         api = resolve_service(service)

@@ -65,37 +65,88 @@ def advance(current: State, observed: State) -> State:
 
 PROVIDER_STATE_MAX = 100
 
+# Where APIs keep their own state, in the order looked at (the metadata shapes met across the catalog):
+# Vision and Document AI at the top; Vertex AI in commonMetadata / genericMetadata; Firestore and
+# Datastore admin in operationState; Dataproc cluster operations in status.state.
+_STATE_HOLDERS = ("commonMetadata", "genericMetadata", "status")
+_STATE_KEYS = ("state", "operationState")
+# Progress as a percentage: progressPercent (Speech, Data Labeling), progressPercentage (Firestore
+# import/export, Service Management, Text-to-Speech), either in proto spelling, and Spanner's and
+# Bigtable's nested OperationProgress ("progress": {"progressPercent": …}).
+_PERCENT_KEYS = ("progressPercent", "progressPercentage", "progress_percent", "progress_percentage")
+# Progress as work done of work estimated (Firestore/Datastore: int64 counters, JSON strings).
+_WORK_KEYS = ("progressDocuments", "progressEntities", "progressBytes")
+
 
 def provider_state_of(metadata: Mapping[str, Any] | None) -> str | None:
     """The provider's own state word; anything but a short printable string is none
     (it is stored as a field of its own, and a lone surrogate can't be stored)."""
     if not isinstance(metadata, Mapping):
         return None
-    for holder in (metadata, metadata.get("commonMetadata"), metadata.get("genericMetadata")):
-        if isinstance(holder, Mapping) and isinstance(holder.get("state"), str):
-            state = holder["state"]
-            return state if len(state) <= PROVIDER_STATE_MAX and state.isprintable() else None
+    for holder in (metadata, *(metadata.get(h) for h in _STATE_HOLDERS)):
+        if isinstance(holder, Mapping):
+            for key in _STATE_KEYS:
+                if isinstance(holder.get(key), str):
+                    state = holder[key]
+                    return state if len(state) <= PROVIDER_STATE_MAX and state.isprintable() else None
     return None
+
+
+def _number(value: Any) -> float | None:
+    """JSON numbers, and int64 fields that proto3 JSON renders as strings."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str) and value.isdigit() and len(value) <= 20:
+        return float(value)
+    return None
+
+
+def _clamped(value: float) -> int:
+    return int(max(0, min(100, value)))
 
 
 def progress_of(metadata: Mapping[str, Any] | None) -> int | None:
     if not isinstance(metadata, Mapping):
         return None
-    for key in ("progressPercent", "progressPercentage", "progress_percent"):
-        value = metadata.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return int(max(0, min(100, value)))
+    nested = metadata.get("progress")
+    for holder in (metadata, nested if isinstance(nested, Mapping) else {}):
+        for key in _PERCENT_KEYS:
+            value = holder.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return _clamped(value)
     progresses = metadata.get("annotationProgress")  # Video Intelligence: one per input
     if isinstance(progresses, list):
         values = [p.get("progressPercent", 0) for p in progresses if isinstance(p, Mapping)]
         if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            return int(max(0, min(100, sum(values) / len(values))))
+            return _clamped(sum(values) / len(values))
+    for key in _WORK_KEYS:
+        work = metadata.get(key)
+        if isinstance(work, Mapping):
+            done, estimated = _number(work.get("completedWork")), _number(work.get("estimatedWork"))
+            if done is not None and estimated:
+                return _clamped(100 * done / estimated)
     return None
 
 
 def items_of(metadata: Mapping[str, Any] | None, response: Mapping[str, Any] | None) -> dict | None:
-    """Per-item outcome summary: Document AI statuses, Vision import statuses (functions.domain.items)."""
-    return items.summary(metadata, response)
+    """Per-item outcome summary: Document AI statuses, Vision import statuses (functions.domain.items),
+    else success/failure counters."""
+    return items.summary(metadata, response) or _counted_items(metadata)
+
+
+def _counted_items(metadata: Mapping[str, Any] | None) -> dict | None:
+    """Import/purge metadata that counts items instead of listing them (Discovery Engine, Retail,
+    Vertex AI Search): successCount / failureCount, with totalCount when known."""
+    if not isinstance(metadata, Mapping):
+        return None
+    success, failure = _number(metadata.get("successCount")), _number(metadata.get("failureCount"))
+    if success is None and failure is None:
+        return None
+    failed = int(failure or 0)
+    total = _number(metadata.get("totalCount"))
+    return {"total": max(int(total) if total is not None else 0, int(success or 0) + failed), "failed": failed}
 
 
 def _as_status(error: Any) -> dict:

@@ -169,8 +169,12 @@ class HandleService:
         return outcome
 
     def _call_cancel(self, record: Record, data: Mapping) -> dict:
+        unsupported = record.ref.cannot("cancel")
         if record.state.terminal:
             outcome = {"outcome": "already_finished", "api_status": None}  # no API call
+        elif unsupported:  # a command that bypassed submit's check: never sent, not the API's refusal
+            outcome = {"outcome": "unsupported",
+                       "api_status": {"code": 400, "status": "FAILED_PRECONDITION", "message": unsupported}}
         else:
             result = self._api.cancel(record.ref, record.quota_project)  # ApiUnavailable → retried
             outcome = {"outcome": result.outcome, "api_status": result.api_status}

@@ -6,7 +6,7 @@ from typing import Any, Callable, Mapping
 
 from functions.config import Settings
 from functions.domain import events, items
-from functions.domain.errors import InvalidArgument, NotFound
+from functions.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from functions.domain.names import is_operation_id, resolve_service
 from functions.domain.record import Record, utcnow
 from functions.domain.states import State
@@ -90,6 +90,9 @@ class SubmitService:
         reason = body.get("reason")
         if reason is not None and (not isinstance(reason, str) or len(reason) > 1024):
             raise InvalidArgument("reason must be a string of at most 1024 characters")
+        unsupported = record.ref.cannot("cancel")
+        if unsupported:  # answered at once: nothing is sent, so nothing is recorded as refused by the API
+            raise FailedPrecondition(unsupported)
         command = events.cancel_command(record.id, reason, requested_by)
         message_id = self._publisher.publish_one(self._settings.topic_path(self._settings.commands_topic), command)
         log.info("cancel requested", extra={"operation_id": record.id, "operation": record.name})

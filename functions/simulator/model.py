@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 
 from functions.domain import catalog
 
-KINDS = ("vision", "documentai", "generic")
+KINDS = ("vision", "documentai", "generic", "vertex", "firestore")
 OUTCOMES = ("succeeded", "failed", "cancelled", "done_without_result")
 
 _TYPE_PREFIX = "type.googleapis.com/"
@@ -27,18 +27,34 @@ DOCAI_METADATA = _TYPE_PREFIX + "google.cloud.documentai.v1.BatchProcessMetadata
 DOCAI_RESPONSE = _TYPE_PREFIX + "google.cloud.documentai.v1.BatchProcessResponse"
 SPEECH_METADATA = _TYPE_PREFIX + "google.cloud.speech.v1.LongRunningRecognizeMetadata"
 SPEECH_RESPONSE = _TYPE_PREFIX + "google.cloud.speech.v1.LongRunningRecognizeResponse"
+VERTEX_METADATA = _TYPE_PREFIX + "google.cloud.aiplatform.v1.ImportDataOperationMetadata"
+VERTEX_RESPONSE = _TYPE_PREFIX + "google.cloud.aiplatform.v1.ImportDataResponse"
+FIRESTORE_METADATA = _TYPE_PREFIX + "google.firestore.admin.v1.ExportDocumentsMetadata"
+FIRESTORE_RESPONSE = _TYPE_PREFIX + "google.firestore.admin.v1.ExportDocumentsResponse"
 
 DEFAULT_TYPE = {
     "vision": "IMPORT_PRODUCT_SETS",
     "documentai": "BATCH_PROCESS_DOCUMENTS",
     "generic": "LONG_RUNNING_RECOGNIZE",
+    "vertex": "IMPORT_DATA",
+    "firestore": "EXPORT_DOCUMENTS",
 }
 DEFAULT_HOST = {
     "vision": "vision.googleapis.com",
     "documentai": "us-documentai.googleapis.com",
     "generic": "speech.googleapis.com",
+    "vertex": "us-central1-aiplatform.googleapis.com",
+    "firestore": "firestore.googleapis.com",
 }
-DEFAULT_LOCATION = {"vision": "us-west1", "documentai": "us", "generic": "global"}
+DEFAULT_LOCATION = {"vision": "us-west1", "documentai": "us", "generic": "global", "vertex": "us-central1",
+                    "firestore": "global"}
+# Which metadata family an API's operations look like (anything else: generic, progressPercent).
+FAMILY = {"vision": "vision", "documentai": "documentai", "aiplatform": "vertex", "firestore": "firestore",
+          "datastore": "firestore"}
+
+
+def family_of(api: str) -> str:
+    return FAMILY.get(api, "generic")
 
 CANCELLED_ERROR = {"code": 1, "message": "Operation was cancelled."}
 DEFAULT_FAILURE = {"code": 13, "message": "Internal error encountered."}
@@ -222,7 +238,10 @@ def parse_script(body: Any, *, now: float, new_id: Callable[[], str]) -> Script:
 
 
 def _location_from_host(host: str) -> str | None:
-    # Regional endpoints (us-documentai...) imply the location in the name.
+    # Regional endpoints (us-documentai..., documentai.eu.rep...) imply the location in the name.
+    found = catalog.load().by_host(host)
+    if found is not None:
+        return found[1]
     prefix = host.split(".", 1)[0]
     return prefix.split("-", 1)[0] if "-" in prefix else None
 
@@ -368,25 +387,54 @@ def _document_status(script: Script, i: int) -> dict:
 
 
 def _generic_metadata(script: Script, tl: Timeline, ph: str, outcome: str | None, now: float) -> dict:
-    # Progress grows linearly while running and freezes where the run stopped.
-    stop = min(now, tl.cancelling_from if tl.cancelling_from is not None else tl.ended_at)
-    if outcome == "succeeded":
-        pct = 100
-    elif stop <= tl.started_at or script.running_s == 0:
-        pct = 0
-    else:
-        pct = min(99, int(100 * (stop - tl.started_at) / script.running_s))
-    md = {"@type": SPEECH_METADATA, "progressPercent": pct,
+    md = {"@type": SPEECH_METADATA, "progressPercent": _progress(script, tl, outcome, now),
           "startTime": rfc3339(tl.started_at if now >= tl.started_at else script.created_at),
           "lastUpdateTime": rfc3339(min(now, tl.ended_at))}
     return md
 
 
-_METADATA = {"vision": _vision_metadata, "documentai": _documentai_metadata, "generic": _generic_metadata}
+def _progress(script: Script, tl: Timeline, outcome: str | None, now: float) -> int:
+    """Grows linearly while running and freezes where the run stopped."""
+    stop = min(now, tl.cancelling_from if tl.cancelling_from is not None else tl.ended_at)
+    if outcome == "succeeded":
+        return 100
+    if stop <= tl.started_at or script.running_s == 0:
+        return 0
+    return min(99, int(100 * (stop - tl.started_at) / script.running_s))
+
+
+def _vertex_metadata(script: Script, tl: Timeline, ph: str, outcome: str | None, now: float) -> dict:
+    # Vertex AI: GenericOperationMetadata; per-file failures are listed (at most 20) in partialFailures.
+    generic = {"createTime": rfc3339(script.created_at), "updateTime": rfc3339(min(now, tl.ended_at))}
+    failures = [{"code": 3, "message": f"gs://sim-input/{script.op_id}/file-{i}.jsonl could not be read."}
+                for i in range(min(script.failed_items, 20))]
+    if failures and ph != "queued":
+        generic["partialFailures"] = failures
+    return {"@type": VERTEX_METADATA, "genericMetadata": generic}
+
+
+_FIRESTORE_STATE = {"queued": "INITIALIZING", "running": "PROCESSING", "cancelling": "CANCELLING"}
+_FIRESTORE_DONE = {"succeeded": "SUCCESSFUL", "failed": "FAILED", "cancelled": "CANCELLED"}
+
+
+def _firestore_metadata(script: Script, tl: Timeline, ph: str, outcome: str | None, now: float) -> dict:
+    # Firestore admin: operationState plus int64 work counters, which proto3 JSON renders as strings.
+    estimated = max(script.items, 1) * 1000
+    done_work = estimated * _progress(script, tl, outcome, now) // 100
+    return {"@type": FIRESTORE_METADATA, "startTime": rfc3339(tl.started_at),
+            "operationState": _FIRESTORE_DONE.get(outcome, "FAILED") if ph == "done" else _FIRESTORE_STATE[ph],
+            "progressDocuments": {"completedWork": str(done_work), "estimatedWork": str(estimated)},
+            "outputUriPrefix": f"gs://sim-output/{script.op_id}"}
+
+
+_METADATA = {"vision": _vision_metadata, "documentai": _documentai_metadata, "generic": _generic_metadata,
+             "vertex": _vertex_metadata, "firestore": _firestore_metadata}
 _RESPONSE = {
     "vision": _vision_response,
     "documentai": lambda s: {"@type": DOCAI_RESPONSE},
     "generic": lambda s: {"@type": SPEECH_RESPONSE},
+    "vertex": lambda s: {"@type": VERTEX_RESPONSE},
+    "firestore": lambda s: {"@type": FIRESTORE_RESPONSE, "outputUriPrefix": f"gs://sim-output/{s.op_id}"},
 }
 
 

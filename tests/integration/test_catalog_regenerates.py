@@ -5,7 +5,6 @@ Downloads the pinned google-api-python-client wheel once into .cache/catalog
 """
 from __future__ import annotations
 
-
 from tools import catalog as generator
 
 

@@ -116,6 +116,35 @@ def test_cancel_is_accepted_with_202_and_queued_on_the_commands_topic(client, pr
                        "requested_by": None}
 
 
+def test_cancel_for_an_api_without_cancel_is_400_failed_precondition_and_nothing_is_queued(client, project_id):
+    pull_subscription(project_id, "lro-commands", "commands-tap")
+    created = post(client, {"name": "operations/7612202767953098924", "service": "speech"}).json
+    response = post(client, {}, path=f"/operations/{created['id']}:cancel")
+    assert response.status_code == 400
+    assert response.json["error"]["status"] == "FAILED_PRECONDITION"
+    assert "publishes no :cancel" in response.json["error"]["message"]
+    assert pull_messages(project_id, "commands-tap", expect=1, timeout_s=2.0) == []
+    assert client.get(f"/operations/{created['id']}").json["cancel"] is None
+
+
+def test_get_services_shows_the_published_catalog(client):
+    body = client.get("/services").json
+    assert body["source"].startswith("google-api-python-client==")
+    by_name = {api["name"]: api for api in body["apis"]}
+    vision = by_name["vision"]
+    assert {"pattern": "locations/{L}/operations/{ID}", "version": "v1"}.items() <= vision["forms"][0].items()
+    assert by_name["speech"]["forms"][0]["cancel"] is False
+    assert "us" in by_name["documentai"]["regional_endpoints"]
+
+
+def test_get_one_service_by_short_name_or_host_and_unknown_ones_are_404(client):
+    assert client.get("/services/translation").json["name"] == "translate"
+    assert client.get("/services/dataproc.googleapis.com").json["host"] == "dataproc.googleapis.com"
+    missing = client.get("/services/evil.com")
+    assert missing.status_code == 404 and missing.json["error"]["status"] == "NOT_FOUND"
+    assert client.post("/services").status_code == 405
+
+
 def test_cancel_of_an_unknown_operation_is_404(client):
     assert client.post("/operations/" + "a" * 32 + ":cancel").status_code == 404
 

@@ -14,7 +14,7 @@ DOCAI_NAME = "projects/123/locations/eu/operations/bc4e1d412863e626"
 
 @pytest.mark.parametrize("type_url, expected", [
     ("type.googleapis.com/google.cloud.documentai.v1.BatchProcessMetadata", ("documentai", "v1")),
-    ("type.googleapis.com/google.cloud.vision.v1p4beta1.OperationMetadata", ("vision", "v1p4beta1")),
+    ("type.googleapis.com/google.cloud.vision.v1p4beta1.OperationMetadata", ("vision", None)),  # no v1p4beta1 ops
     ("type.googleapis.com/google.firestore.admin.v1.ExportDocumentsMetadata", ("firestore", "v1")),
     ("type.googleapis.com/google.cloud.translation.v3.BatchTranslateMetadata", ("translation", "v3")),
     ("type.googleapis.com/google.cloud.unknownthing.v1.Metadata", (None, None)),
@@ -152,3 +152,30 @@ def test_a_bad_state_is_a_usage_error_with_exit_code_2():
     with pytest.raises(SystemExit) as raised:
         build_parser().parse_args(["list", "--state", "DONE"])
     assert raised.value.code == 2
+
+
+def test_services_lists_every_catalog_api_offline(capsys):
+    from functions.cli import main
+    from functions.domain.catalog import load
+
+    assert main(["services"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{len(load().apis)} APIs, {load().form_count} operation name forms")
+    assert "\n  vision " in out and "\n  dataproc " in out
+
+
+def test_services_for_one_api_shows_its_patterns_endpoints_and_capabilities(capsys):
+    from functions.cli import main
+
+    assert main(["services", "documentai"]) == 0
+    out = capsys.readouterr().out
+    assert "projects/{P}/locations/{L}/operations/{ID}  (cancel, list)" in out
+    assert "LOCATION-documentai.googleapis.com for any location" in out
+    assert "documentai.eu.rep.googleapis.com" in out
+
+
+def test_services_with_an_unknown_api_is_a_usage_error(capsys):
+    from functions.cli import main
+
+    assert main(["services", "evil.com"]) == 2
+    assert "publishes no long-running operations" in capsys.readouterr().err

@@ -104,11 +104,25 @@ def test_notify_url_prefixes_must_be_https_host_slash(prefix):
 
 
 def test_watch_scopes_are_read_as_json():
-    raw = json.dumps([{"service": "vision", "parent": "projects/p/locations/us"},
+    raw = json.dumps([{"service": "dataproc", "parent": "projects/p/regions/us-central1"},
                       {"service": "documentai", "parent": "projects/p/locations/eu", "filter": "done=false"}])
     s = settings(LRO_WATCH_SCOPES=raw)
-    assert s.watch_scopes == (("vision", "projects/p/locations/us", ""),
+    assert s.watch_scopes == (("dataproc", "projects/p/regions/us-central1", ""),
                               ("documentai", "projects/p/locations/eu", "done=false"))
+
+
+@pytest.mark.parametrize("service, parent", [
+    ("vision", "projects/p/locations/us"),  # Vision lists only at v1/operations
+    ("bigtableadmin", "operations/projects/p/instances/i"),  # Bigtable admin publishes no list
+])
+def test_watch_scopes_are_refused_where_the_api_publishes_no_list(service, parent):
+    with pytest.raises(ConfigError, match="publishes no :list"):
+        settings(LRO_WATCH_SCOPES=json.dumps([{"service": service, "parent": parent}]))
+
+
+def test_a_watch_scope_outside_the_apis_published_names_is_refused():
+    with pytest.raises(ConfigError, match="names look like"):
+        settings(LRO_WATCH_SCOPES=json.dumps([{"service": "dataproc", "parent": "buckets/b"}]))
 
 
 @pytest.mark.parametrize("raw", ["nope", '[{"service": "vision"}]', "[1]"])

@@ -192,7 +192,7 @@ def test_cancel_outcome_has_the_contract_shape():
     assert message.ordering_key == record.id
 
 
-@pytest.mark.parametrize("outcome", ["already_finished", "not_found", "refused"])
+@pytest.mark.parametrize("outcome", ["already_finished", "not_found", "refused", "unsupported"])
 def test_cancel_outcome_records_each_kind_of_outcome(outcome):
     data = events.cancel_outcome(finished(), {"outcome": outcome, "api_status": None}, OBSERVED).data
     assert data["outcome"] == outcome

@@ -234,6 +234,17 @@ def test_cancelling_a_finished_operation_makes_no_api_call():
     assert api.calls == 0 and store.records[record.id].cancel["api_status"] is None
 
 
+def test_a_cancel_for_an_api_without_cancel_is_never_sent_and_not_called_a_refusal():
+    record = make_record(name="operations/7612202767953098924", service="speech", state=State.RUNNING, sequence=1)
+    api = FakeApi()
+    service, store, _, publisher, _ = _service(record, api=api)
+    assert service.handle(events.cancel_command(record.id, None, None).data) == "unsupported"
+    assert api.calls == 0
+    status = store.records[record.id].cancel["api_status"]
+    assert status["status"] == "FAILED_PRECONDITION" and "publishes no :cancel" in status["message"]
+    assert publisher.sent[0][1].data["outcome"] == "unsupported"
+
+
 def test_an_unavailable_api_releases_the_cancel_so_a_redelivery_sends_it():
     record = make_record(state=State.RUNNING, sequence=1)
     api = FakeApi(ApiUnavailable("503"), CancelResult("sent", {"code": 200}))

@@ -194,3 +194,26 @@ def test_supported_filters_parse(text, expected):
 def test_unsupported_filters_are_refused(text):
     with pytest.raises(ScriptError):
         model.parse_filter(text)
+
+
+def test_vertex_operations_list_partial_failures_in_generic_metadata():
+    s = script(kind="vertex", running_s=10, items=30, failed_items=25)
+    op = at(s, 20)
+    assert op["done"] and op["response"]["@type"].endswith("ImportDataResponse")
+    assert len(op["metadata"]["genericMetadata"]["partialFailures"]) == 20  # Vertex lists at most 20
+    assert s.host == "us-central1-aiplatform.googleapis.com" and "/locations/us-central1/" in s.name
+
+
+def test_firestore_exports_report_operation_state_and_string_work_counters():
+    s = script(kind="firestore", running_s=10, items=2)
+    midway = at(s, 6)["metadata"]  # queued 1 s, then half of 10 s
+    assert midway["operationState"] == "PROCESSING"
+    assert midway["progressDocuments"] == {"completedWork": "1000", "estimatedWork": "2000"}
+    assert at(s, 12)["metadata"]["operationState"] == "SUCCESSFUL"
+
+
+def test_a_name_fitting_a_published_pattern_of_the_host_is_scripted_with_its_url_prefix():
+    s = script(host="speech.googleapis.com", name="7612202767953098924")
+    assert s.url == "https://speech.googleapis.com/v1/operations/7612202767953098924"
+    s = script(host="firestore.googleapis.com", name="projects/p/databases/(default)/operations/AbC")
+    assert s.url == "https://firestore.googleapis.com/v1/projects/p/databases/(default)/operations/AbC"

@@ -338,3 +338,40 @@ def test_normalise_never_crashes_and_done_means_terminal(op):
 
 def test_video_annotation_progress_ignores_boolean_values():
     assert progress_of({"annotationProgress": [{"progressPercent": True}]}) is None
+
+
+# ---- metadata shapes met across the catalog ----------------------------------------
+
+@pytest.mark.parametrize("metadata, expected", [
+    ({"operationState": "PROCESSING"}, "PROCESSING"),  # Firestore / Datastore admin
+    ({"status": {"state": "RUNNING", "innerState": "x"}}, "RUNNING"),  # Dataproc cluster operations
+    ({"genericMetadata": {"state": "RUNNING", "partialFailures": [{"code": 3}]}}, "RUNNING"),  # Vertex AI
+])
+def test_provider_state_is_read_from_each_published_shape(metadata, expected):
+    assert provider_state_of(metadata) == expected
+
+
+def test_firestore_successful_export_is_succeeded():
+    seen = normalise(operation(done=True, metadata={"operationState": "SUCCESSFUL"}))
+    assert seen.state is State.SUCCEEDED and seen.provider_state == "SUCCESSFUL"
+
+
+@pytest.mark.parametrize("metadata, expected", [
+    ({"progress_percentage": 12}, 12),  # proto field spelling
+    ({"progress": {"progressPercent": 64, "startTime": "2026-01-01T00:00:00Z"}}, 64),  # Spanner, Bigtable
+    ({"progressDocuments": {"completedWork": "30", "estimatedWork": "120"}}, 25),  # Firestore export
+    ({"progressBytes": {"completedWork": 5, "estimatedWork": 0}}, None),  # nothing estimated yet
+    ({"progressEntities": {"completedWork": "x", "estimatedWork": "10"}}, None),
+])
+def test_progress_is_read_from_each_published_shape(metadata, expected):
+    assert progress_of(metadata) == expected
+
+
+@pytest.mark.parametrize("metadata, expected", [
+    ({"successCount": "98", "failureCount": "2"}, {"total": 100, "failed": 2}),  # Discovery Engine, Retail
+    ({"successCount": 5, "failureCount": 0, "totalCount": 9}, {"total": 9, "failed": 0}),
+    ({"failureCount": "3"}, {"total": 3, "failed": 3}),
+    ({"successCount": True}, None),
+])
+def test_counted_items_are_summarised(metadata, expected):
+    assert normalise(operation(done=True, response={}, metadata=metadata)).items == expected
