@@ -9,6 +9,7 @@ change live; then checks the outcome and stops everything it started.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -55,7 +56,22 @@ def scenario() -> list[DemoOperation]:
             "CANCELLED", cancel_after_s=5),
         DemoOperation("speech (via Pub/Sub)", dict(kind="generic", running_s=9, outcome="succeeded"),
                       "SUCCEEDED", via="pubsub"),
+        # APIs the old hand-written registry refused, found in Google's discovery documents:
+        DemoOperation("bigtable admin (operations/… name)", dict(
+            kind="generic", host="bigtableadmin.googleapis.com", version="v2", running_s=4,
+            name=f"operations/projects/demo/instances/i1/clusters/c1/locations/us-east1-b/operations/{_id()}"),
+            "SUCCEEDED"),
+        DemoOperation("cloud run (regional host)", dict(
+            kind="generic", host="us-central1-run.googleapis.com", version="v2", running_s=6,
+            name=f"projects/demo/locations/us-central1/operations/{_id()}"), "SUCCEEDED"),
+        DemoOperation("firestore export of (default)", dict(
+            kind="firestore", running_s=5, items=3,
+            name=f"projects/demo/databases/(default)/operations/{_id()}"), "SUCCEEDED"),
     ]
+
+
+def _id() -> str:
+    return os.urandom(8).hex()
 
 
 class Demo:

@@ -147,12 +147,21 @@ def test_cancelling_a_finished_operation_makes_no_api_call_and_is_recorded(parts
 
 
 def test_a_cancel_refused_by_the_api_as_finished_is_recorded_with_failed_precondition(parts):
-    op = parts.sim.create(kind="vision", running_s=0)
+    op = parts.sim.create(kind="documentai", running_s=0)
     op_id = parts.track(op)  # tracked but not yet polled: lrowatch still thinks it runs
     assert parts.handle.handle(events.cancel_command(op_id, None, None).data) == "already_finished"
     record = parts.store.get(op_id)
     assert record.cancel["api_status"]["status"] == "FAILED_PRECONDITION"
     assert parts.sim.stats()["cancels"].get(op["name"]) == 1
+
+
+def test_a_cancel_for_an_api_without_cancel_is_recorded_unsupported_and_never_sent(parts):
+    op = parts.sim.create(kind="generic", host="speech.googleapis.com", name="7612202767953098924", running_s=60)
+    op_id = parts.track(op)
+    assert parts.handle.handle(events.cancel_command(op_id, None, None).data) == "unsupported"
+    assert parts.store.get(op_id).cancel["api_status"]["status"] == "FAILED_PRECONDITION"
+    assert op["name"] not in parts.sim.stats()["cancels"]
+    assert [e["outcome"] for e in parts.events(expect=1) if e["type"] == events.CANCEL_OUTCOME] == ["unsupported"]
 
 
 def test_completion_is_recorded_once_and_notifies_the_notify_topic_once(parts):
