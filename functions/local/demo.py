@@ -57,7 +57,7 @@ def scenario() -> list[DemoOperation]:
         DemoOperation("speech (via Pub/Sub)", dict(kind="generic", running_s=9, outcome="succeeded"),
                       "SUCCEEDED", via="pubsub"),
         # APIs the old hand-written registry refused, found in Google's discovery documents:
-        DemoOperation("bigtable admin (operations/… name)", dict(
+        DemoOperation("bigtable admin (operations/... name)", dict(
             kind="generic", host="bigtableadmin.googleapis.com", version="v2", running_s=4,
             name=f"operations/projects/demo/instances/i1/clusters/c1/locations/us-east1-b/operations/{_id()}"),
             "SUCCEEDED"),

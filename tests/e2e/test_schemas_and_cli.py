@@ -372,7 +372,7 @@ def test_cli_status_shows_the_eta_of_a_progress_reporting_operation(stack, sim, 
 @pytest.mark.parametrize("argv, exit_code, says", [
     (["status", "0" * 32, "--local"], 4, "lrowatch list"),
     (["cancel", "f" * 32, "--local"], 4, "not tracked"),
-    (["submit", "projects/1/operations/x", "--service", "nosuch", "--local"], 1, "not supported"),
+    (["submit", "projects/1/operations/x", "--service", "nosuch", "--local"], 1, "publishes no long-running"),
     (["list", "--local", "--limit", "0"], 1, "limit"),
     (["submit", "projects/1/operations/x", "--local"], 2, "--service"),
     (["submit", "projects/1/operations/x", "--service", "vision", "--label", "team", "--local"], 2, "KEY=VALUE"),
