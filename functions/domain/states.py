@@ -191,5 +191,5 @@ def normalise(operation: Mapping[str, Any]) -> Observation:
         error = {"code": CODE_UNKNOWN, "message": "operation finished with neither response nor error"}
     if state is State.SUCCEEDED:
         progress = 100
-    return Observation(state, done, provider_state, progress, error, per_item.summary, metadata, response,
-                       per_item.failed)
+    return Observation(state, done, provider_state, progress, error, per_item.summary or _counted_items(metadata),
+                       metadata, response, per_item.failed)
