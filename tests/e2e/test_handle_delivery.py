@@ -322,7 +322,7 @@ def test_two_cancel_commands_at_once_and_more_repeats_reach_the_api_exactly_once
 
 
 def test_a_cancel_after_completion_makes_no_api_call_and_is_recorded_already_finished(world):
-    op = world.sim.create(kind="vision", running_s=0)
+    op = world.sim.create(kind="documentai", running_s=0)  # an API that publishes :cancel
     op_id = world.track(op)
     world.poll_until(op_id, lambda r: r["state"] == "SUCCEEDED")
     world.cancel(op_id)
