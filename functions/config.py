@@ -36,6 +36,7 @@ ENV_RETENTION_DAYS = "LRO_RETENTION_DAYS"
 ENV_WATCH_SCOPES = "LRO_WATCH_SCOPES"
 ENV_LOG_LEVEL = "LRO_LOG_LEVEL"
 ENV_ALLOWED_PARENTS = "LRO_ALLOWED_PARENTS"
+ENV_HANDLER_TIMEOUT_S = "LRO_HANDLER_TIMEOUT_S"
 
 # Read by every function (Terraform sets them on all four).
 COMMON_ENV = (
@@ -49,6 +50,7 @@ COMMON_ENV = (
     ENV_RETENTION_DAYS,
     ENV_LOG_LEVEL,
     ENV_ALLOWED_PARENTS,
+    ENV_HANDLER_TIMEOUT_S,
 )
 # Read by poll only.
 POLL_ENV = (
@@ -90,6 +92,8 @@ class Settings:
     log_level: str = "INFO"
     # Where submissions may point lrowatch (functions.domain.parents); None: anywhere (local use).
     allowed_parents: tuple[str, ...] | None = None
+    # Timeout of the Pub/Sub-pushed functions (handle, submit_pubsub): handle's claims outlive it.
+    handler_timeout_s: float = 120.0
 
     @property
     def uses_emulators(self) -> bool:
@@ -161,6 +165,7 @@ class Settings:
             watch_scopes=scopes,
             log_level=(env.get(ENV_LOG_LEVEL) or "INFO").upper(),
             allowed_parents=allowed_parents,
+            handler_timeout_s=_number(env, ENV_HANDLER_TIMEOUT_S, 120.0, 10, 600),
         )
 
 

@@ -31,6 +31,7 @@ locals {
     LRO_RETENTION_DAYS      = tostring(var.retention_days)
     LRO_LOG_LEVEL           = upper(var.log_level)
     LRO_ALLOWED_PARENTS     = join(",", local.allowed_parents)
+    LRO_HANDLER_TIMEOUT_S   = tostring(var.handler_timeout_s)
   }
 
   # Read by poll only (functions/config.py POLL_ENV).

@@ -17,7 +17,7 @@ import logging
 from typing import Any, Callable, Mapping
 
 from functions.domain import jsontext
-from functions.domain.errors import InvalidArgument, PermissionDenied
+from functions.domain.errors import LroError
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,11 @@ def drop_poison(envelope: dict, exc: Exception) -> None:
               extra={"reason": type(exc).__name__, **delivery_context(envelope)})
 
 
+def _redeliver(envelope: dict, exc: Exception) -> None:
+    log.warning("transient failure, asking Pub/Sub to redeliver: %s", str(exc)[:300], extra={
+        "reason": type(exc).__name__, **delivery_context(envelope)})
+
+
 def deliver(cloud_event, work: Callable[[Any], Any], poison: tuple[type[Exception], ...] = (),
             envelope: dict | None = None) -> Any:
     """Run `work(data)`: poison is logged at ERROR and acknowledged (2xx); anything
@@ -94,12 +99,17 @@ def deliver(cloud_event, work: Callable[[Any], Any], poison: tuple[type[Exceptio
     try:
         data, _attributes, _ = envelope_message(envelope)
         outcome = work(data)
-    except (Undecodable, InvalidArgument, PermissionDenied, *poison) as exc:
+    except (Undecodable, *poison) as exc:
         drop_poison(envelope, exc)
         return None
+    except LroError as exc:
+        if 400 <= exc.http_status < 500:  # refused (400, 403, 409 …): redelivery would be refused again
+            drop_poison(envelope, exc)
+            return None
+        _redeliver(envelope, exc)
+        raise
     except Exception as exc:
-        log.warning("transient failure, asking Pub/Sub to redeliver: %s", str(exc)[:300], extra={
-            "reason": type(exc).__name__, **delivery_context(envelope)})
+        _redeliver(envelope, exc)
         raise
     if isinstance(outcome, str):  # handle's verdict ("completed", "duplicate", ...): worth a line
         log.info("message handled: %s", outcome, extra={"outcome": outcome, **delivery_context(envelope)})

@@ -81,3 +81,10 @@ class PermissionDenied(LroError):
 
     http_status = 403
     status = "PERMISSION_DENIED"
+
+
+class AlreadyExists(LroError):
+    """The operation is already tracked with other settings than the ones submitted."""
+
+    http_status = 409
+    status = "ALREADY_EXISTS"

@@ -105,7 +105,9 @@ def _items(record: Record) -> dict:
 
 
 def cancel_outcome(record: Record, outcome: dict, observed_at: datetime) -> Message:
-    eid = f"{record.id}-cancel"
+    # A cancel is re-requested only after it ended refused or not_found: each attempt its own event.
+    attempt = outcome.get("attempt") or 1
+    eid = f"{record.id}-cancel" if attempt == 1 else f"{record.id}-cancel-{attempt}"
     data = {
         "type": CANCEL_OUTCOME,
         "event_id": eid,
@@ -117,6 +119,7 @@ def cancel_outcome(record: Record, outcome: dict, observed_at: datetime) -> Mess
         "api_status": outcome.get("api_status"),
         "reason": outcome.get("reason"),
         "requested_by": outcome.get("requested_by"),
+        "attempt": attempt,
         "labels": record.labels,
         "correlation_id": record.correlation_id,
         "observed_at": rfc3339(observed_at),
@@ -124,8 +127,12 @@ def cancel_outcome(record: Record, outcome: dict, observed_at: datetime) -> Mess
     return Message(data, _attributes(CANCEL_OUTCOME, eid, record), ordering_key=record.id)
 
 
-def cancel_command(operation_id: str, reason: str | None, requested_by: str | None) -> Message:
+def cancel_command(operation_id: str, reason: str | None, requested_by: str | None,
+                   request_id: str | None = None) -> Message:
+    """A cancel command; `request_id` tells a new request from a redelivery of the same one."""
     data = {"type": CANCEL_COMMAND, "id": operation_id, "reason": reason, "requested_by": requested_by}
+    if request_id is not None:
+        data["request_id"] = request_id
     return Message(data, {"type": CANCEL_COMMAND, "operation_id": operation_id})
 
 

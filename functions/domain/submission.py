@@ -83,6 +83,20 @@ def parse_submission(
     )
 
 
+_SETTINGS = ("quota_project", "labels", "correlation_id", "notify_topic", "notify_url")
+
+
+def differing_settings(raw: Mapping, new: Record, existing: Record) -> list[str]:
+    """The settings a resubmission gives that differ from the tracked record's. Settings it
+    leaves out are not compared: resubmitting just the name (or url) is always the same."""
+    differing = [f for f in _SETTINGS if raw.get(f) is not None and getattr(new, f) != getattr(existing, f)]
+    if (raw.get("api_version") is not None or "url" in raw) and new.api_version != existing.api_version:
+        differing.append("api_version")
+    given = raw.get("policy") or {}
+    differing += [f"policy.{k}" for k in sorted(given) if new.policy.get(k) != existing.policy.get(k)]
+    return differing
+
+
 def _optional(raw: Mapping, key: str, check) -> Any:
     value = raw.get(key)
     return None if value is None else check(value)

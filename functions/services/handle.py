@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any, Callable, Mapping
 
 from functions.config import Settings
@@ -25,13 +26,17 @@ from functions.domain.states import State
 
 log = logging.getLogger(__name__)
 
-# An in-progress claim may be taken over after this long: longer than handle's
-# timeout (infra handler_timeout_s, 120 s by default), so a live holder keeps it.
-CLAIM_EXPIRES_S = 300.0
+# An in-progress claim may be taken over once handle's timeout (LRO_HANDLER_TIMEOUT_S) has
+# passed, plus this margin: an instance may run on briefly past its timeout, so a live
+# holder keeps its claim, and a crashed one's is free soon after.
+CLAIM_MARGIN_S = 60.0
 # Completed claims outlive Pub/Sub's longest redelivery window (7 days' retention).
 CLAIM_KEEP_DAYS = 8
 # Terminal states that page someone: one ERROR log entry each.
 ALERTING = frozenset({State.FAILED, State.EXPIRED, State.TIMED_OUT})
+# Cancel outcomes after which a new cancel request calls the API again.
+RETRYABLE_CANCELS = frozenset({"refused", "not_found"})
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 # Message types on our topics that handle does not act on.
 SKIPPED = frozenset({events.CANCEL_OUTCOME, "lro.notification"})
 
@@ -91,7 +96,7 @@ class HandleService:
     # Effects ---------------------------------------------------------------
     def _once(self, key: str, effect: Callable[[], dict]) -> tuple[dict, bool]:
         """(result, fresh): run `effect` unless it already ran; its stored result otherwise."""
-        status = self._claims.claim(key, self._clock(), CLAIM_EXPIRES_S)
+        status = self._claims.claim(key, self._clock(), self._settings.handler_timeout_s + CLAIM_MARGIN_S)
         if status == "done":
             return self._claims.result(key) or {}, False
         if status == "busy":
@@ -145,16 +150,26 @@ class HandleService:
     # Cancellation --------------------------------------------------------------
     def _on_cancel(self, data: Mapping) -> str:
         operation_id = _operation_id(data)
-        # One outcome per operation, however often the command is repeated or redelivered.
-        result, fresh = self._once(f"cancel-{operation_id}", lambda: self._cancel(operation_id, data))
+        request = _request_id(data)
+        # One outcome per request, however often its command is redelivered.
+        key = f"cancel-{operation_id}" if request is None else f"cancel-{operation_id}-{request}"
+        result, fresh = self._once(key, lambda: self._cancel(operation_id, data))
         return result.get("outcome", "duplicate") if fresh else "duplicate"
 
     def _cancel(self, operation_id: str, data: Mapping) -> dict:
+        """One :cancel per operation; another only for a new request after a cancel that ended
+        refused or not_found (the API may accept it now)."""
         record = self._get(operation_id)
-        call_key = f"cancel-call-{operation_id}"
-        if record.cancel is not None and self._claims.get(call_key) is None:
-            return {"outcome": "duplicate"}  # recorded long ago; its claims have expired
-        outcome, _ = self._once(call_key, lambda: self._call_cancel(record, data))
+        attempt = 1
+        if record.cancel is not None:
+            attempt = record.cancel.get("attempt", 1)
+            new_request = data.get("request_id") not in (None, record.cancel.get("request_id"))
+            if new_request and record.cancel.get("outcome") in RETRYABLE_CANCELS:
+                attempt += 1
+            elif new_request or self._claims.get(_call_key(operation_id, attempt)) is None:
+                return {"outcome": "duplicate"}  # done, or recorded long ago and its claims expired
+        outcome, _ = self._once(_call_key(operation_id, attempt),
+                                lambda: self._call_cancel(record, data, attempt))
         # Recording and publishing are idempotent: a redelivery after a crash here redoes them.
         now = self._clock()
         changes = {"cancel": _json(outcome), "updated_at": now}
@@ -168,7 +183,7 @@ class HandleService:
             "cancel_outcome": outcome["outcome"], "api_status": outcome.get("api_status")})
         return outcome
 
-    def _call_cancel(self, record: Record, data: Mapping) -> dict:
+    def _call_cancel(self, record: Record, data: Mapping, attempt: int) -> dict:
         unsupported = record.ref.cannot("cancel")
         if record.state.terminal:
             outcome = {"outcome": "already_finished", "api_status": None}  # no API call
@@ -179,7 +194,7 @@ class HandleService:
             result = self._api.cancel(record.ref, record.quota_project)  # ApiUnavailable → retried
             outcome = {"outcome": result.outcome, "api_status": result.api_status}
         return {**outcome, "reason": data.get("reason"), "requested_by": data.get("requested_by"),
-                "at": rfc3339(self._clock())}
+                "at": rfc3339(self._clock()), "attempt": attempt, "request_id": data.get("request_id")}
 
     def _get(self, operation_id: str) -> Record:
         record = self._store.get(operation_id)
@@ -209,6 +224,20 @@ def _operation_id(data: Mapping) -> str:
         except InvalidArgument as exc:
             raise UnreadableMessage(str(exc)) from exc
     raise UnreadableMessage("message names no operation id")
+
+
+def _request_id(data: Mapping) -> str | None:
+    """The command's request id (one per POST …:cancel); None for commands without one."""
+    request = data.get("request_id")
+    if request is None:
+        return None
+    if not isinstance(request, str) or not _REQUEST_ID.match(request):
+        raise UnreadableMessage("request_id must be 1-64 letters, digits, - or _")
+    return request
+
+
+def _call_key(operation_id: str, attempt: int) -> str:
+    return f"cancel-call-{operation_id}" if attempt == 1 else f"cancel-call-{operation_id}-{attempt}"
 
 
 def _json(value: dict) -> str:

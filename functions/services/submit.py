@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any, Callable, Mapping
 
 from functions.config import Settings
 from functions.domain import events, items
-from functions.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from functions.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from functions.domain.names import is_operation_id, resolve_service
 from functions.domain.record import Record, utcnow
 from functions.domain.states import State
-from functions.domain.submission import LABEL_RULES, parse_submission, valid_label
+from functions.domain.submission import LABEL_RULES, differing_settings, parse_submission, valid_label
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,11 @@ class SubmitService:
             allowed_parents=self._settings.allowed_parents,
         )
         stored, created = self._store.create(record)
+        differing = [] if created else differing_settings(raw, record, stored)
+        if differing:
+            raise AlreadyExists(f"operation {stored.id} is already tracked with other settings: "
+                                f"{', '.join(differing)[:300]} differ; resubmit with the same settings, "
+                                "or leave them out")
         log.info("operation %s", "tracked" if created else "already tracked",
                  extra={"operation_id": stored.id, "operation": stored.name, "state": stored.state.value})
         return stored, created
@@ -93,7 +99,7 @@ class SubmitService:
         unsupported = record.ref.cannot("cancel")
         if unsupported:  # answered at once: nothing is sent, so nothing is recorded as refused by the API
             raise FailedPrecondition(unsupported)
-        command = events.cancel_command(record.id, reason, requested_by)
+        command = events.cancel_command(record.id, reason, requested_by, request_id=uuid.uuid4().hex)
         message_id = self._publisher.publish_one(self._settings.topic_path(self._settings.commands_topic), command)
         log.info("cancel requested", extra={"operation_id": record.id, "operation": record.name})
         return {"id": record.id, "name": record.name, "state": record.state.value,

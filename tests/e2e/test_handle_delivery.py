@@ -38,13 +38,15 @@ class Webhook:
     def __init__(self, directory: Path):
         self.cert, key = self_signed(directory, "lrowatch test webhook")
         self.posts: list[dict] = []
-        received = self.posts
+        self.unavailable = 0  # answer this many more POSTs with 503
+        received, webhook = self.posts, self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 received.append({"path": self.path, "headers": dict(self.headers), "body": json.loads(body)})
-                self.send_response(204)
+                failing, webhook.unavailable = webhook.unavailable > 0, max(0, webhook.unavailable - 1)
+                self.send_response(503 if failing else 204)
                 self.end_headers()
 
             def log_message(self, *_):
@@ -264,6 +266,20 @@ def test_a_terminal_event_delivered_five_times_and_events_in_reverse_order_compl
 
 
 # --- errors -----------------------------------------------------------------------
+
+def test_a_webhook_down_for_a_while_gets_the_notification_once_it_is_back(world):
+    op = world.sim.create(kind="vision", running_s=0)
+    world.webhook.unavailable = 6  # two deliveries of three attempts each
+    op_id = world.track(op, notify_url=world.webhook.url + "down-for-a-while")
+    world.poll_until(op_id, lambda r: r["done"])
+    record = world.wait(lambda: world.record(op_id), lambda r: r.get("completion"), timeout=90)
+    assert record["completion"]["notify_url"] == {"attempts": 1, "status": 204, "error": None, "delivered": True}
+    statuses = [p for p in world.webhook.posts_for(op_id)]
+    assert len(statuses) == 7  # 3 + 3 answered 503 (handle answered 5xx, Pub/Sub redelivered), then 204
+    assert len({p["headers"]["ce-id"] for p in statuses}) == 1  # the same notification every time
+    unavailable = [e for e in world.handle_log() if e.get("reason") == "NotifyUnavailable"]
+    assert len(unavailable) == 2 and all(e["severity"] == "WARNING" for e in unavailable)
+
 
 def test_failed_expired_and_timed_out_each_notify_once_and_log_one_error_with_the_full_status(world):
     details = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "QUOTA", "domain": "x"}]

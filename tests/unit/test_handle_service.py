@@ -12,6 +12,7 @@ from functions.domain import events
 from functions.domain.errors import ApiUnavailable
 from functions.domain.states import State
 from functions.services.handle import (
+    CLAIM_MARGIN_S,
     ConflictingEvent,
     EffectBusy,
     HandleService,
@@ -261,6 +262,49 @@ def test_a_cancel_outcome_recorded_long_ago_is_not_sent_again():
     service, *_ = _service(record, api=api)
     assert service.handle(events.cancel_command(record.id, None, None).data) == "duplicate"
     assert api.calls == 0
+
+
+@pytest.mark.parametrize("first", ["refused", "not_found"])
+def test_a_new_request_after_a_refused_or_not_found_cancel_calls_the_api_once_more(first):
+    record = make_record(state=State.RUNNING, sequence=1)
+    api = FakeApi(CancelResult(first, {"code": 403}), CancelResult("sent", {"code": 200}))
+    service, store, _, publisher, _ = _service(record, api=api)
+    one = events.cancel_command(record.id, None, "a@example.com", request_id="r1").data
+    two = events.cancel_command(record.id, None, "b@example.com", request_id="r2").data
+    assert [service.handle(one), service.handle(one)] == [first, "duplicate"]  # a redelivery
+    assert [service.handle(two), service.handle(two)] == ["sent", "duplicate"]
+    assert api.calls == 2
+    cancel = store.records[record.id].cancel
+    assert (cancel["outcome"], cancel["attempt"], cancel["requested_by"]) == ("sent", 2, "b@example.com")
+    assert [m.data["event_id"] for _, m in publisher.sent] == [f"{record.id}-cancel", f"{record.id}-cancel-2"]
+    assert [m.data["attempt"] for _, m in publisher.sent] == [1, 2]
+
+
+def test_a_new_request_after_a_sent_cancel_makes_no_second_call():
+    record = make_record(state=State.RUNNING, sequence=1)
+    api = FakeApi()
+    service, *_ = _service(record, api=api)
+    assert service.handle(events.cancel_command(record.id, None, None, request_id="r1").data) == "sent"
+    assert service.handle(events.cancel_command(record.id, None, None, request_id="r2").data) == "duplicate"
+    assert api.calls == 1
+
+
+def test_a_malformed_request_id_is_unreadable():
+    record = make_record(state=State.RUNNING, sequence=1)
+    service, *_ = _service(record)
+    with pytest.raises(UnreadableMessage):
+        service.handle({"type": "cancel", "id": record.id, "request_id": "../x"})
+
+
+def test_claims_expire_after_the_configured_handler_timeout_and_a_margin():
+    record = make_record(state=State.RUNNING, sequence=1)
+    claims, seen = FakeClaims(), []
+    claim = claims.claim
+    claims.claim = lambda key, now, expires_s: seen.append(expires_s) or claim(key, now, expires_s)
+    service = HandleService(Settings(project="p", handler_timeout_s=300), FakeStore(record), claims, FakeApi(),
+                            FakePublisher(), FakeNotifier(), clock=lambda: NOW)
+    service.handle(events.cancel_command(record.id, None, None).data)
+    assert seen and set(seen) == {300 + CLAIM_MARGIN_S}
 
 
 def test_a_cancel_by_name_and_service_finds_the_operation():

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 import requests
 
-from functions.adapters.notifier import Notifier, audience_of
+from functions.adapters.notifier import Notifier, NotifyUnavailable, audience_of
 from functions.config import Settings
 from functions.domain import cloudevents
 from functions.domain.errors import InvalidArgument
@@ -63,10 +63,19 @@ def test_transient_webhook_failures_are_retried_and_the_final_outcome_returned()
         "attempts": 3, "status": 204, "error": None, "delivered": True}
 
 
-def test_a_webhook_that_keeps_failing_is_reported_undelivered_after_three_attempts():
-    notifier, session, _ = _notifier(CLOUD, 500, 429, 502)
-    outcome = notifier.send("notify_url", _record(), "e-3")
-    assert outcome["delivered"] is False and outcome["attempts"] == 3 and len(session.calls) == 3
+@pytest.mark.parametrize("answers", [(500, 429, 502), (503, 503, 503), (503, requests.ConnectionError("reset"),
+                                                                      requests.Timeout("slow")), (408, 408, 408)])
+def test_a_webhook_that_keeps_failing_transiently_asks_for_redelivery_not_a_final_outcome(answers):
+    notifier, session, _ = _notifier(CLOUD, *answers)
+    with pytest.raises(NotifyUnavailable, match="failed 3 times"):
+        notifier.send("notify_url", _record(), "e-3")
+    assert len(session.calls) == 3
+
+
+def test_a_redirect_from_the_webhook_is_a_final_refusal_not_followed():
+    notifier, session, _ = _notifier(CLOUD, 302)
+    assert notifier.send("notify_url", _record(), "e-6") == {"attempts": 1, "status": 302, "error": None,
+                                                             "delivered": False}
 
 
 def test_a_client_error_from_the_webhook_is_not_retried():
@@ -122,3 +131,27 @@ def test_cloudevent_header_values_are_percent_encoded_where_http_requires_it():
         {"event_id": "e-1", "type": "t", "operation": {"name": 'operations/a"b%c é'}}, "//lrowatch/x")
     assert headers["ce-subject"] == "operations/a%22b%25c %C3%A9"
     assert "ce-time" not in headers  # absent, never empty
+
+
+class FailingPublisher:
+    def __init__(self, exc):
+        self.exc = exc
+
+    def publish_one(self, topic, message):
+        raise self.exc
+
+
+def test_a_notify_topic_that_does_not_exist_is_a_final_not_delivered():
+    from google.api_core import exceptions as gexc
+
+    notifier = Notifier(FailingPublisher(gexc.NotFound("Topic not found")), CLOUD, session=FakeSession())
+    outcome = notifier.send("notify_topic", _record(notify_topic="projects/p/topics/gone"), "e-7")
+    assert outcome["delivered"] is False and "NotFound" in outcome["error"]
+
+
+def test_a_notify_topic_failure_that_may_pass_is_raised_for_redelivery():
+    from google.api_core import exceptions as gexc
+
+    notifier = Notifier(FailingPublisher(gexc.ServiceUnavailable("try later")), CLOUD, session=FakeSession())
+    with pytest.raises(gexc.ServiceUnavailable):
+        notifier.send("notify_topic", _record(notify_topic="projects/p/topics/t"), "e-8")

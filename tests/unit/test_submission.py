@@ -346,3 +346,17 @@ def test_control_characters_surrogates_and_malformed_label_keys_are_refused(fiel
         del raw["name"], raw["service"]
     with pytest.raises(InvalidArgument):
         submit(raw)
+
+
+def test_a_resubmission_names_the_settings_that_differ_and_ignores_those_left_out():
+    from functions.domain.submission import differing_settings
+
+    first = {"name": DOCAI_NAME, "service": "documentai", "labels": {"team": "ocr"}, "policy": {"max_delay_s": 60}}
+    existing = submit(first)
+    assert differing_settings(first, submit(first), existing) == []
+    bare = {"name": DOCAI_NAME, "service": "documentai"}
+    assert differing_settings(bare, submit(bare), existing) == []
+    other = {**first, "labels": {"team": "web"}, "correlation_id": "x-1", "policy": {"max_delay_s": 30}}
+    assert differing_settings(other, submit(other), existing) == ["labels", "correlation_id", "policy.max_delay_s"]
+    versioned = {**bare, "api_version": "v1beta3"}
+    assert differing_settings(versioned, submit(versioned), existing) == ["api_version"]
