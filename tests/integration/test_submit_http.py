@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 
 import pytest
@@ -113,7 +114,8 @@ def test_cancel_is_accepted_with_202_and_queued_on_the_commands_topic(client, pr
     assert response.status_code == 202
     [command] = pull_messages(project_id, "commands-tap", expect=1)
     assert command == {"type": "cancel", "id": created["id"], "reason": "no longer needed",
-                       "requested_by": None}
+                       "requested_by": None, "request_id": command["request_id"]}
+    assert re.fullmatch(r"[0-9a-f]{32}", command["request_id"])  # one per request
 
 
 def test_cancel_for_an_api_without_cancel_is_400_failed_precondition_and_nothing_is_queued(client, project_id):
