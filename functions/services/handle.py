@@ -150,26 +150,19 @@ class HandleService:
     # Cancellation --------------------------------------------------------------
     def _on_cancel(self, data: Mapping) -> str:
         operation_id = _operation_id(data)
-        request = _request_id(data)
-        # One outcome per request, however often its command is redelivered.
-        key = f"cancel-{operation_id}" if request is None else f"cancel-{operation_id}-{request}"
-        result, fresh = self._once(key, lambda: self._cancel(operation_id, data))
+        attempt = _cancel_attempt(self._get(operation_id), _request_id(data))
+        # One outcome per attempt, however often its commands are repeated or redelivered.
+        key = f"cancel-{operation_id}" if attempt == 1 else f"cancel-{operation_id}-{attempt}"
+        result, fresh = self._once(key, lambda: self._cancel(operation_id, data, attempt))
         return result.get("outcome", "duplicate") if fresh else "duplicate"
 
-    def _cancel(self, operation_id: str, data: Mapping) -> dict:
-        """One :cancel per operation; another only for a new request after a cancel that ended
-        refused or not_found (the API may accept it now)."""
+    def _cancel(self, operation_id: str, data: Mapping, attempt: int) -> dict:
         record = self._get(operation_id)
-        attempt = 1
-        if record.cancel is not None:
-            attempt = record.cancel.get("attempt", 1)
-            new_request = data.get("request_id") not in (None, record.cancel.get("request_id"))
-            if new_request and record.cancel.get("outcome") in RETRYABLE_CANCELS:
-                attempt += 1
-            elif new_request or self._claims.get(_call_key(operation_id, attempt)) is None:
-                return {"outcome": "duplicate"}  # done, or recorded long ago and its claims expired
-        outcome, _ = self._once(_call_key(operation_id, attempt),
-                                lambda: self._call_cancel(record, data, attempt))
+        call_key = _call_key(operation_id, attempt)
+        if record.cancel is not None and record.cancel.get("attempt", 1) >= attempt \
+                and self._claims.get(call_key) is None:
+            return {"outcome": "duplicate"}  # recorded long ago; its claims have expired
+        outcome, _ = self._once(call_key, lambda: self._call_cancel(record, data, attempt))
         # Recording and publishing are idempotent: a redelivery after a crash here redoes them.
         now = self._clock()
         changes = {"cancel": _json(outcome), "updated_at": now}
@@ -234,6 +227,18 @@ def _request_id(data: Mapping) -> str | None:
     if not isinstance(request, str) or not _REQUEST_ID.match(request):
         raise UnreadableMessage("request_id must be 1-64 letters, digits, - or _")
     return request
+
+
+def _cancel_attempt(record: Record, request: str | None) -> int:
+    """Which :cancel of the operation a command is: the first, or, for a new request after
+    one that ended refused or not_found, the next (the API may accept it now). Any other
+    command is the recorded attempt again, which its claims turn into a duplicate."""
+    if record.cancel is None:
+        return 1
+    attempt = record.cancel.get("attempt", 1)
+    if request not in (None, record.cancel.get("request_id")) and record.cancel.get("outcome") in RETRYABLE_CANCELS:
+        return attempt + 1
+    return attempt
 
 
 def _call_key(operation_id: str, attempt: int) -> str:
