@@ -4,7 +4,7 @@ In the spirit of AWS Powertools' idempotency: a claim is created with a
 conditional write (IN_PROGRESS with an expiry), completed with its result,
 or released when the effect fails so that a redelivery retries it. An expired
 in-progress claim (its holder crashed) is taken over. Firestore's TTL policy
-on `expires_at` deletes old claims (infra/firestore.tf).
+on `expires_at` deletes old claims (infra/modules/lrowatch/firestore.tf).
 
 Document `${collection}_claims/{key}`:
   status      IN_PROGRESS | COMPLETED

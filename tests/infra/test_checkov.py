@@ -67,7 +67,7 @@ def test_checkov_finds_no_failed_check():
 
 def test_every_checkov_skip_gives_a_reason():
     skips = []
-    for path in sorted(INFRA.glob("*.tf")):
+    for path in sorted(INFRA.rglob("*.tf")):
         for number, line in enumerate(path.read_text().splitlines(), 1):
             match = SKIP_COMMENT.search(line)
             if match:

@@ -1,4 +1,4 @@
-"""The functions' deployment zip (infra/functions.tf `archive_file.source`) holds
+"""The functions' deployment zip (infra/modules/lrowatch/functions.tf `archive_file.source`) holds
 what the functions run and nothing else, and what it holds is enough to import
 main.py and every module in it."""
 from __future__ import annotations

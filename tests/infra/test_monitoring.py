@@ -1,4 +1,4 @@
-"""infra/monitoring.tf and dashboard.json: log-based metrics that match what the
+"""infra/modules/lrowatch/monitoring.tf and dashboard.json: log-based metrics that match what the
 functions really log, the alert policies the runbook promises, a dashboard whose
 template renders to valid JSON on those metrics, `labels` on every resource that
 takes them, and default_policy bounded as functions/domain/policy.py bounds it."""

@@ -54,7 +54,7 @@ def declared() -> list[tuple[str, str, dict]]:
 
 def test_the_schema_extract_covers_every_type_infra_uses_and_matches_the_pinned_range():
     assert used_types() <= set(SCHEMA["resources"])
-    versions = (INFRA / "versions.tf").read_text()
+    versions = (INFRA / "modules" / "lrowatch" / "versions.tf").read_text()
     low, high = re.search(r'google\s*=\s*\{[^}]*version\s*=\s*">=\s*([\d.]+),\s*<\s*(\d+)"', versions, re.S).groups()
     major = int(SCHEMA["version"].split(".")[0])
     assert int(low.split(".")[0]) <= major < int(high)

@@ -25,6 +25,12 @@ variable "region" {
   }
 }
 
+variable "source_dir" {
+  description = "The lrowatch checkout the functions are built from (main.py, requirements.txt, functions/). Default: the checkout this module sits in."
+  type        = string
+  default     = null
+}
+
 variable "name_prefix" {
   description = "Prefix of every resource name lrowatch creates (functions, service accounts, subscriptions, bucket)."
   type        = string

@@ -97,8 +97,8 @@ locals {
 
 data "archive_file" "source" {
   type        = "zip"
-  source_dir  = "${path.module}/.."
-  output_path = "${path.module}/.build/lrowatch-source.zip"
+  source_dir  = coalesce(var.source_dir, "${path.module}/../../..")
+  output_path = "${path.root}/.build/lrowatch-source.zip"
 
   # Only what the functions run: main.py, requirements.txt and functions/
   # without the tooling (CLI, local stack, simulator, DLQ tool), which stays

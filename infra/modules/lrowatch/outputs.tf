@@ -50,3 +50,20 @@ output "scheduler_job" {
   description = "Cloud Scheduler job that drives poll (gcloud scheduler jobs run ... to poll now)."
   value       = google_cloud_scheduler_job.poll.id
 }
+
+output "alert_policies" {
+  description = "Alert policy names (projects/P/alertPolicies/ID), by alert."
+  value = {
+    poll_stopped     = google_monitoring_alert_policy.poll_stopped.name
+    dead_letters     = google_monitoring_alert_policy.dead_letters.name
+    push_backlog     = google_monitoring_alert_policy.push_backlog.name
+    poll_error_share = google_monitoring_alert_policy.poll_error_share.name
+    poll_lag         = google_monitoring_alert_policy.poll_lag.name
+    function_5xx     = google_monitoring_alert_policy.function_5xx.name
+  }
+}
+
+output "dashboard" {
+  description = "The Cloud Monitoring dashboard's id."
+  value       = google_monitoring_dashboard.this.id
+}

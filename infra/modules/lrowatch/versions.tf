@@ -1,4 +1,5 @@
-# Provider and Terraform versions. The google provider is pinned to a range:
+# The module's provider and Terraform versions (the caller configures the
+# providers; see infra/versions.tf). The google provider is pinned to a range:
 # 5.40 is the oldest release with every argument used here
 # (build_config.service_account, firestore ttl_config, push oidc_token).
 terraform {
@@ -14,9 +15,4 @@ terraform {
       version = ">= 2.4, < 3"
     }
   }
-}
-
-provider "google" {
-  project = var.project_id
-  region  = var.region
 }
