@@ -17,27 +17,12 @@ import requests
 
 from functions.domain.catalog import Form, example_name, iter_forms, load
 from functions.domain.names import location_of
-from functions.local.stack import LocalStack
-from functions.simulator.client import SimulatorAdmin
 from functions.simulator.model import family_of
 
 FAST = {"initial_delay_s": 0, "multiplier": 1, "max_delay_s": 1, "jitter": 0}
 VISION_SEED = "https://vision.googleapis.com/v1/locations/us-west1/operations/bc4e1d412863e626"
 DOCAI_SEED = "https://us-documentai.googleapis.com/v1/projects/123/locations/us/operations/bc4e1d412863e626"
 MIN_ACCEPTED = 0.95
-
-
-@pytest.fixture(scope="module")
-def stack(emulators, tmp_path_factory):
-    with LocalStack(emulator_env=emulators.env(), run_dir=tmp_path_factory.mktemp("catalog")) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def sim(stack):
-    admin = SimulatorAdmin(stack.urls["simulator"])
-    yield admin
-    admin.close()
 
 
 def op_id(*parts: str) -> str:

@@ -21,25 +21,10 @@ import requests
 import functions.cli
 from functions.cli import target
 from functions.local.demo import TRY_COMMANDS
-from functions.local.stack import LocalStack
-from functions.simulator.client import SimulatorAdmin
 from tests.e2e.helpers import polling, run_cli, self_signed
 
 FAST = {"initial_delay_s": 0, "multiplier": 1, "max_delay_s": 1, "jitter": 0}
 WAIT = ["--interval", "0.2", "--timeout", "60"]
-
-
-@pytest.fixture(scope="module")
-def stack(emulators, tmp_path_factory):
-    with LocalStack(emulator_env=emulators.env(), run_dir=tmp_path_factory.mktemp("stack")) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def sim(stack):
-    admin = SimulatorAdmin(stack.urls["simulator"])
-    yield admin
-    admin.close()
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -17,8 +17,6 @@ import requests
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
-from functions.local.stack import LocalStack
-from functions.simulator.client import SimulatorAdmin
 from tests.e2e.helpers import polling, run_cli, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,20 +35,6 @@ def errors(validator: Draft202012Validator, instance) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- the stack
-
-@pytest.fixture(scope="module")
-def stack(emulators, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("stack")
-    with LocalStack(emulator_env=emulators.env(), run_dir=run_dir) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def sim(stack):
-    admin = SimulatorAdmin(stack.urls["simulator"])
-    yield admin
-    admin.close()
-
 
 @pytest.fixture(scope="module", autouse=True)
 def demo_file(stack, tmp_path_factory):
