@@ -19,6 +19,7 @@ from functions.domain.errors import PermissionDenied
 _PARENT = re.compile(
     r"^(?:projects/(?:[a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]{1,20})|organizations/[0-9]{1,20}|folders/[0-9]{1,20})\Z")
 _NO_PARENT = ("locations", "operations")
+_SCOPES = ("projects", "organizations", "folders")
 
 
 def parse_allowed(raw: str | None) -> tuple[str, ...] | None:
@@ -35,7 +36,12 @@ def parse_allowed(raw: str | None) -> tuple[str, ...] | None:
 def parent_of(name: str) -> str | None:
     """The resource a name lives in (`projects/P`, `folders/F` …); None for parentless names."""
     segments = name.split("/")
-    if segments[0] in _NO_PARENT:
+    if segments[0] in _NO_PARENT or len(segments) == 1:
+        # Parentless forms (operations/…, locations/…, Speech v1's bare ids) may still embed the
+        # resource they act on: Bigtable admin's operations/projects/P/instances/I/…/operations/N.
+        for scope, value in zip(segments, segments[1:]):
+            if scope in _SCOPES:
+                return f"{scope}/{value}"
         return None
     return "/".join(segments[:2])
 

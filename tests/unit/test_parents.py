@@ -34,6 +34,8 @@ def test_anything_but_projects_organizations_and_folders_is_refused(raw):
     ("folders/42/operations/1", "folders/42"),
     ("locations/us-west1/operations/1", None),
     ("operations/abc", None),
+    ("operations/projects/p/instances/i/clusters/c/locations/l/operations/1", "projects/p"),  # Bigtable admin
+    ("7612202767953098924", None),  # Speech v1: a bare id
     ("billingAccounts/1/operations/2", "billingAccounts/1"),
 ])
 def test_the_parent_of_a_name_is_read_from_the_name(name, parent):
