@@ -192,8 +192,19 @@ def form_of(service: str, version: str, name: str) -> Form | None:
 
 
 def _prefix_of(service: str, version: str, name: str) -> str:
+    prefixes = _prefixes(service, version)
+    if len(prefixes) == 1:  # nearly every API/version: no name matching needed on the poll path
+        return prefixes[0]
     form = form_of(service, version, name)
     return form.prefix if form is not None and form.version == version else version
+
+
+@lru_cache(maxsize=1024)
+def _prefixes(service: str, version: str) -> tuple[str, ...]:
+    try:
+        return tuple(sorted({f.prefix for f in resolve_service(service).forms_of(version)})) or (version,)
+    except InvalidArgument:
+        return (version,)
 
 
 def check_host(host: str) -> str:
