@@ -73,3 +73,13 @@ def sim(simulator):
     admin.reset()
     yield admin
     admin.close()
+
+
+@pytest.fixture(scope="session")
+def hostile(simulator):
+    """A hostile Operations API in front of the simulator (tests/integration/hostile.py)."""
+    from tests.integration.hostile import HostileApi
+
+    api = HostileApi(simulator.base_url)
+    yield api
+    api.close()

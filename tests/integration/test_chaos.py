@@ -17,7 +17,6 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 
 from functions.adapters.firestore_store import FirestoreStore
 from tests.integration.helpers import api_app, create_topics, pull_messages, pull_subscription
-from tests.integration.hostile import HostileApi
 
 FAST = {"initial_delay_s": 0, "multiplier": 1.5, "max_delay_s": 1, "jitter": 0.1}
 MAX_PERMANENT_ERRORS = 2
@@ -34,13 +33,6 @@ EXPECTED = {
     "mismatch": ("FAILED", "different operation"),
     "reset": ("PENDING", "ConnectionError"),
 }
-
-
-@pytest.fixture(scope="module")
-def hostile(simulator):
-    api = HostileApi(simulator.base_url)
-    yield api
-    api.close()
 
 
 @pytest.fixture

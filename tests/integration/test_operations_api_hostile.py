@@ -16,17 +16,9 @@ from functions.domain.errors import ApiUnavailable
 from functions.domain.names import OperationRef, build_ref
 from functions.domain.record import RECORD_LIMIT, Record
 from functions.domain.tracking import ApiFailure, Rules, after_poll
-from tests.integration.hostile import HostileApi
 from tests.unit.factories import NOW, make_record
 
 LATER = NOW + timedelta(seconds=30)
-
-
-@pytest.fixture(scope="module")
-def hostile(simulator):
-    api = HostileApi(simulator.base_url)
-    yield api
-    api.close()
 
 
 @pytest.fixture

@@ -16,16 +16,8 @@ from functions.services.poll import PollService
 from functions.services.submit import SubmitService
 from functions.simulator.client import SimulatorAdmin
 from tests.integration.helpers import create_topics, pull_messages, pull_subscription
-from tests.integration.hostile import HostileApi
 
 NOW_POLICY = {"initial_delay_s": 0, "max_delay_s": 1, "jitter": 0}
-
-
-@pytest.fixture(scope="module")
-def hostile(simulator):
-    api = HostileApi(simulator.base_url)
-    yield api
-    api.close()
 
 
 @pytest.fixture

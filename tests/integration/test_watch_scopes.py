@@ -13,16 +13,8 @@ from functions.adapters.operations_api import OperationsApi
 from functions.config import Settings
 from functions.services import discovery as discovery_module
 from functions.services.discovery import Discovery
-from tests.integration.hostile import HostileApi
 
 DOCAI = "documentai.googleapis.com"
-
-
-@pytest.fixture(scope="module")
-def hostile(simulator):
-    api = HostileApi(simulator.base_url)
-    yield api
-    api.close()
 
 
 @pytest.fixture

@@ -59,3 +59,19 @@ def test_when_the_whole_is_too_large_response_goes_first_then_metadata():
 def test_a_record_within_limits_is_unchanged():
     record = make_record(metadata={"a": 1}, response={"b": 2}, error={"code": 2, "message": "x"})
     assert within_limits(record) == record
+
+
+def test_an_event_of_the_largest_record_stays_far_within_pub_subs_limits():
+    from functions.domain import events
+    from functions.domain.states import State
+    from tests.unit.factories import NOW
+
+    big = {"blob": "x" * (RECORD_JSON_LIMIT - 100)}
+    details = [{"detail": "x" * 1000}] * 2000
+    record = within_limits(make_record(state=State.FAILED, sequence=1, done=True, metadata=big, response=big,
+                                       error={"code": 13, "message": "m" * 4096, "details": details},
+                                       labels={f"k{i}": "v" * 63 for i in range(64)}))
+    message = events.state_changed(record, "RUNNING", NOW)
+    assert len(message.encoded()) < 1024 * 1024  # Pub/Sub's limit is 10 MB
+    assert all(len(k.encode()) <= 256 and len(v.encode()) <= 1024 for k, v in message.attributes.items())
+    assert len(message.attributes) <= 100 and message.data["error"]["details"]
