@@ -129,6 +129,33 @@ def test_cancel_for_an_api_without_cancel_is_400_failed_precondition_and_nothing
     assert client.get(f"/operations/{created['id']}").json["cancel"] is None
 
 
+def test_a_location_that_would_make_a_dns_label_over_63_characters_is_400_and_stores_nothing(client, project_id):
+    location = "l" + "o" * 60 + "ng"  # a valid location, but "LOCATION-documentai" is no DNS label
+    response = post(client, {"name": f"projects/1/locations/{location}/operations/1", "service": "documentai"})
+    assert response.status_code == 400 and "DNS name" in response.json["error"]["message"]
+    assert count_records(project_id) == 0
+
+
+def test_names_of_the_published_surface_are_tracked_with_their_own_urls(client):
+    cases = {
+        "https://vision.googleapis.com/v1/locations/us-west1/operations/bc4e1d412863e626": "vision.googleapis.com",
+        "https://firestore.googleapis.com/v1/projects/p/databases/(default)/operations/AiA0": "firestore.googleapis.com",
+        "https://documentai.eu.rep.googleapis.com/v1/projects/1/locations/eu/operations/7": "documentai.googleapis.com",
+        "https://dataproc.googleapis.com/v1/projects/p/regions/us-central1/operations/o-1": "dataproc.googleapis.com",
+    }
+    for url, service in cases.items():
+        response = post(client, {"url": url})
+        assert response.status_code == 201, response.json
+        assert (response.json["url"], response.json["service"]) == (url, service)
+
+
+def test_a_name_outside_the_published_patterns_names_the_closest_one(client, project_id):
+    response = post(client, {"name": "locations/us-west1/things/1", "service": "vision"})
+    assert response.status_code == 400
+    assert "vision v1 names look like locations/{L}/operations/{ID}" in response.json["error"]["message"]
+    assert count_records(project_id) == 0
+
+
 def test_get_services_shows_the_published_catalog(client):
     body = client.get("/services").json
     assert body["source"].startswith("google-api-python-client==")
