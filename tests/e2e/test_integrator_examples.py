@@ -12,7 +12,6 @@ import pytest
 import requests
 
 from functions.local.stack import LocalStack
-from functions.simulator.client import SimulatorAdmin
 from tests.e2e.helpers import polling, wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
@@ -34,13 +33,6 @@ def stack(emulators, tmp_path_factory):
     with LocalStack(f"ex-{int(time.time())}", emulator_env=emulators.env(),
                     run_dir=tmp_path_factory.mktemp("examples")) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def sim(stack):
-    admin = SimulatorAdmin(stack.urls["simulator"])
-    yield admin
-    admin.close()
 
 
 def client_operation(name: str):
