@@ -1,5 +1,8 @@
-"""Fixtures shared by the end-to-end modules: one local stack per module, and its simulator."""
+"""Fixtures shared by the end-to-end modules: one local stack per module, its simulator,
+and the demo file the CLI's `--local` reads."""
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -20,3 +23,15 @@ def sim(stack):
     admin = SimulatorAdmin(stack.urls["simulator"])
     yield admin
     admin.close()
+
+
+@pytest.fixture(scope="module")
+def demo_file(stack, tmp_path_factory):
+    """What `make demo` writes while it runs; the CLI's --local reads it
+    (use with `pytestmark = pytest.mark.usefixtures("demo_file")`)."""
+    path = tmp_path_factory.mktemp("demo") / "demo.json"
+    path.write_text(json.dumps({"project": stack.project, **stack.urls, "env": stack.env}))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LROWATCH_DEMO_FILE", str(path))
+        patch.delenv("LROWATCH_URL", raising=False)
+        yield path

@@ -74,3 +74,19 @@ def self_signed(directory: Path, name: str = "lrowatch test") -> tuple[Path, Pat
     key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
     return cert_path, key_path
+
+
+def serve_https(handler, directory: Path, name: str):
+    """Serve `handler` (a BaseHTTPRequestHandler class) over https on 127.0.0.1, in a
+    thread, with a fresh self-signed certificate. Returns (server, its https URL, the
+    certificate to trust); stop it with server.shutdown()."""
+    import ssl
+    from http.server import ThreadingHTTPServer
+
+    cert, key = self_signed(directory, name)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"https://127.0.0.1:{server.server_port}", cert

@@ -9,11 +9,9 @@ import base64
 import json
 import re
 import shlex
-import ssl
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 import requests
@@ -21,20 +19,13 @@ import requests
 import functions.cli
 from functions.cli import target
 from functions.local.demo import TRY_COMMANDS
-from tests.e2e.helpers import polling, run_cli, self_signed
+from tests.e2e.helpers import polling, run_cli, serve_https
 
 FAST = {"initial_delay_s": 0, "multiplier": 1, "max_delay_s": 1, "jitter": 0}
 WAIT = ["--interval", "0.2", "--timeout", "60"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def demo_file(stack, tmp_path_factory):
-    path = tmp_path_factory.mktemp("demo") / "demo.json"
-    path.write_text(json.dumps({"project": stack.project, **stack.urls, "env": stack.env}))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LROWATCH_DEMO_FILE", str(path))
-        patch.delenv("LROWATCH_URL", raising=False)
-        yield path
+pytestmark = pytest.mark.usefixtures("demo_file")
 
 
 def track(capsys, op: dict, policy: dict = FAST) -> str:
@@ -120,8 +111,6 @@ class AuthFront:
     to the first `fail_first` requests, like a cold or overloaded service."""
 
     def __init__(self, directory, upstream: str, fail_first: int = 0):
-        cert, key = self_signed(directory, "lrowatch test front")
-        self.cert = cert
         self.refused: list[str] = []
         self.tokens: set[str] = set()
         self.served = 0
@@ -152,12 +141,8 @@ class AuthFront:
             def log_message(self, *_):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert, key)
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.url = f"https://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, origin, self.cert = serve_https(Handler, directory, "lrowatch test front")
+        self.url = origin
 
     def close(self):
         self.server.shutdown()
@@ -235,10 +220,12 @@ def test_every_command_the_readme_the_help_and_the_demo_print_runs(stack, sim, c
     (tmp_path / "started.json").write_text(json.dumps({
         "name": sim.create(kind="documentai", running_s=2)["name"], "metadata": {"@type": DOCAI_TYPE}}))
     operation_id = track(capsys, op)
+    # The README's submit lines are alternatives: each gets its own operation (the same
+    # operation submitted again with other labels is, rightly, 409 ALREADY_EXISTS).
     values = {
         "https://us-documentai.googleapis.com/v1/projects/123456/locations/us/operations/OPID": op["url"],
-        "projects/123456/locations/us/operations/OPID": op["name"],
-        "projects/1/locations/us/operations/42": op["name"],
+        "projects/123456/locations/us/operations/OPID": sim.create(kind="documentai", running_s=2)["name"],
+        "projects/1/locations/us/operations/42": sim.create(kind="documentai", running_s=2)["name"],
         "ID": operation_id,
     }
     hints_run = 0

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import ssl
 import subprocess
 import sys
 import threading
@@ -16,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ from functions.dlq import replay
 from functions.local.processes import REPO_ROOT, function_process, free_port
 from functions.local.stack import LocalStack, post_json
 from functions.simulator.client import SimulatorAdmin
-from tests.e2e.helpers import self_signed
+from tests.e2e.helpers import serve_https
 
 NOTIFY_TOPIC = "ocr-done"
 
@@ -36,7 +35,6 @@ class Webhook:
     """An https receiver on 127.0.0.1 that records every POST."""
 
     def __init__(self, directory: Path):
-        self.cert, key = self_signed(directory, "lrowatch test webhook")
         self.posts: list[dict] = []
         self.unavailable = 0  # answer this many more POSTs with 503
         received, webhook = self.posts, self
@@ -52,12 +50,8 @@ class Webhook:
             def log_message(self, *_):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.cert, key)
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.url = f"https://127.0.0.1:{self.server.server_port}/"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, origin, self.cert = serve_https(Handler, directory, "lrowatch test webhook")
+        self.url = origin + "/"
 
     def posts_for(self, operation_id: str) -> list[dict]:
         return [p for p in self.posts if p["body"]["operation"]["id"] == operation_id]

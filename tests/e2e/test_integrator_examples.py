@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-import time
 from pathlib import Path
 
-import pytest
 import requests
 
-from functions.local.stack import LocalStack
 from tests.e2e.helpers import polling, wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
@@ -26,13 +23,6 @@ def example(name: str):
 
 
 producer, consumer = example("producer_documentai"), example("consumer_ordered")
-
-
-@pytest.fixture(scope="module")
-def stack(emulators, tmp_path_factory):
-    with LocalStack(f"ex-{int(time.time())}", emulator_env=emulators.env(),
-                    run_dir=tmp_path_factory.mktemp("examples")) as running:
-        yield running
 
 
 def client_operation(name: str):

@@ -13,24 +13,15 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 import uuid
 
 import pytest
 import requests
 
-from functions.local.stack import LocalStack
 from functions.simulator.client import SimulatorAdmin
 from tests.e2e.helpers import wait_for
 
 FAST = {"initial_delay_s": 0, "multiplier": 1, "max_delay_s": 1, "jitter": 0}
-
-
-@pytest.fixture(scope="module")
-def stack(emulators, tmp_path_factory):
-    with LocalStack(f"tr-{int(time.time())}", emulator_env=emulators.env(),
-                    run_dir=tmp_path_factory.mktemp("traces")) as running:
-        yield running
 
 
 def log_entries(stack, function: str) -> list[dict]:

@@ -36,15 +36,7 @@ def errors(validator: Draft202012Validator, instance) -> list[str]:
 
 # ----------------------------------------------------------------------------- the stack
 
-@pytest.fixture(scope="module", autouse=True)
-def demo_file(stack, tmp_path_factory):
-    """What `make demo` writes while it runs; the CLI's --local reads it."""
-    path = tmp_path_factory.mktemp("demo") / "demo.json"
-    path.write_text(json.dumps({"project": stack.project, **stack.urls, "env": stack.env}))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LROWATCH_DEMO_FILE", str(path))
-        patch.delenv("LROWATCH_URL", raising=False)
-        yield path
+pytestmark = pytest.mark.usefixtures("demo_file")  # the CLI tests use --local
 
 
 def record(stack, operation_id: str) -> dict:

@@ -9,10 +9,8 @@ lrowatch records the receiver's own answer as delivered or not.
 from __future__ import annotations
 
 import json
-import ssl
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -22,7 +20,7 @@ from cloudevents.http import from_http
 from functions.local.processes import function_process
 from functions.local.stack import LocalStack
 from functions.simulator.client import SimulatorAdmin
-from tests.e2e.helpers import polling, self_signed, wait_for
+from tests.e2e.helpers import polling, serve_https, wait_for
 
 RECEIVER = '''
 import json, os
@@ -40,7 +38,6 @@ class Front:
     """https on 127.0.0.1, passing POSTs through to `upstream` and keeping what came in."""
 
     def __init__(self, directory: Path, upstream: str):
-        self.cert, key = self_signed(directory, "lrowatch test receiver")
         self.requests: list[dict] = []
         front = self
 
@@ -58,12 +55,8 @@ class Front:
             def log_message(self, *_):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.cert, key)
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.url = f"https://127.0.0.1:{self.server.server_port}/"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, origin, self.cert = serve_https(Handler, directory, "lrowatch test receiver")
+        self.url = origin + "/"
 
     def close(self):
         self.server.shutdown()
