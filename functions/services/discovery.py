@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable
 
-from functions.adapters.firestore_leases import lease_key
+from functions.domain.runs import lease_key
 from functions.config import Settings
 from functions.domain.errors import InvalidArgument, PermissionDenied
 from functions.domain.names import build_ref
 from functions.domain.parents import check_allowed
 from functions.domain.record import utcnow
 from functions.domain.submission import parse_submission
+from functions.ports import Leases, OperationsApi, RecordStore
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,9 @@ class DiscoverySummary:
 
 
 class Discovery:
-    def __init__(self, settings: Settings, store, leases, api, *, clock: Callable = utcnow,
-                 monotonic: Callable[[], float] = time.monotonic, interval_s: float = WATCH_INTERVAL_S):
+    def __init__(self, settings: Settings, store: RecordStore, leases: Leases, api: OperationsApi, *,
+                 clock: Callable = utcnow, monotonic: Callable[[], float] = time.monotonic,
+                 interval_s: float = WATCH_INTERVAL_S):
         self._settings = settings
         self._store = store
         self._leases = leases
