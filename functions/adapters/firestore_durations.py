@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from functions.adapters.firestore_lib import library
 from functions.adapters.firestore_side import SideCollection
 from functions.domain.adaptive import DurationStats
 
@@ -25,7 +26,7 @@ class FirestoreDurations(SideCollection):
 
     def add(self, additions: dict[str, DurationStats]) -> None:
         """Add each summary's counts to its document (created on first use)."""
-        from google.cloud import firestore
+        firestore = library().firestore
 
         counted = {key: stats for key, stats in additions.items() if stats.count > 0}
         if not counted:

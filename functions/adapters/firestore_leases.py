@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Mapping
 
+from functions.adapters.firestore_lib import library
 from functions.adapters.firestore_side import SideCollection
 
 
@@ -39,7 +40,7 @@ class FirestoreLeases(SideCollection):
     def renew(self, held: Mapping[str, Any], until: datetime, **fields) -> dict[str, Any]:
         """Move the end of leases we hold (key → version); returns the new versions of those still
         ours. One BatchWrite; a lease someone took over meanwhile is simply not returned."""
-        from google.cloud.firestore_v1.bulk_batch import BulkWriteBatch
+        BulkWriteBatch = library().BulkWriteBatch
 
         if not held:
             return {}

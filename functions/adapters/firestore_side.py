@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from google.api_core import exceptions as gexc
 
+from functions.adapters.firestore_lib import library
 from functions.adapters.firestore_usage import Usage
 
 # Per-write status codes of a BatchWrite (google.rpc.Code).
@@ -55,7 +56,7 @@ class SideCollection:
              attempts: int = TAKE_ATTEMPTS, **call) -> dict[str, Taken]:
         """Create-or-take-over for each key at once; `may_take(current)` says whether an existing
         document's holder is done with it. `call`: retry/timeout for each RPC."""
-        from google.cloud.firestore_v1.bulk_batch import BulkWriteBatch
+        BulkWriteBatch = library().BulkWriteBatch
 
         outcome: dict[str, Taken] = {}
         pending = list(dict.fromkeys(keys))

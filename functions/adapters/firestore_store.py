@@ -19,6 +19,7 @@ from google.api_core import exceptions as gexc
 
 from functions.adapters.firestore_side import LOST_RACE, SideCollection  # noqa: F401 (re-exported)
 from functions.adapters.firestore_usage import Usage
+from functions.adapters.firestore_lib import library
 from functions.adapters.lazy import Lazy
 from functions.domain.errors import InvalidArgument
 from functions.domain.events import Message, OutboxEntry, outbox_id
@@ -39,7 +40,7 @@ class FirestoreStore:
         self.usage = Usage()
 
     def _new_client(self):
-        from google.cloud import firestore
+        firestore = library().firestore
 
         return firestore.Client(project=self._project)
 
@@ -95,7 +96,7 @@ class FirestoreStore:
     def list(self, *, state: str | None = None, service: str | None = None, labels: dict | None = None,
              limit: int = 50, page_token: str | None = None) -> tuple[list[Record], str | None]:
         """Equality filters ordered by id: served by single-field indexes (no composite needed)."""
-        from google.cloud.firestore_v1.base_query import FieldFilter
+        FieldFilter = library().FieldFilter
 
         query = self._records()
         if state:
@@ -117,7 +118,7 @@ class FirestoreStore:
     def _active(self, shards: frozenset[int] | None):
         """Active records of `shards` (None: all). One shard is an equality on the shard field, served
         by the by_shard index; several are filtered after the query (see due_page)."""
-        from google.cloud.firestore_v1.base_query import FieldFilter
+        FieldFilter = library().FieldFilter
 
         query = self._records()
         if shards is not None and len(shards) == 1:
@@ -125,7 +126,7 @@ class FirestoreStore:
         return query.where(filter=FieldFilter("state", "in", _ACTIVE_STATES))
 
     def _due_query(self, now: datetime, shards: frozenset[int] | None):
-        from google.cloud.firestore_v1.base_query import FieldFilter
+        FieldFilter = library().FieldFilter
 
         return self._active(shards).where(filter=FieldFilter("next_poll_at", "<=", now)).order_by("next_poll_at")
 
@@ -174,7 +175,7 @@ class FirestoreStore:
 
     def reschedule_many(self, items: list[tuple[Versioned, datetime]], now: datetime) -> int:
         """Move records' next poll later (adaptive first poll), each guarded; returns how many moved."""
-        from google.cloud.firestore_v1.bulk_batch import BulkWriteBatch
+        BulkWriteBatch = library().BulkWriteBatch
 
         if not items:
             return 0
@@ -213,7 +214,7 @@ class FirestoreStore:
         return versions
 
     def _commit_quiet(self, items: list[tuple[Versioned, Decision]]) -> list[Any]:
-        from google.cloud.firestore_v1.bulk_batch import BulkWriteBatch
+        BulkWriteBatch = library().BulkWriteBatch
 
         batch, written = BulkWriteBatch(self.client), []
         versions: list[Any] = [v.version for v, _ in items]  # nothing changed: the version stands
@@ -232,7 +233,7 @@ class FirestoreStore:
         return versions
 
     def _commit_atomic(self, items: list[tuple[Versioned, Decision]]) -> list[Any] | None:
-        from google.cloud import firestore
+        firestore = library().firestore
 
         batch = self.client.batch()
         record_writes: list[int] = []  # each record's index among the batch's writes
@@ -261,7 +262,7 @@ class FirestoreStore:
         Creation order is per-operation sequence order: an operation's next
         change is recorded only after its previous one was committed.
         """
-        from google.cloud.firestore_v1.base_query import FieldFilter
+        FieldFilter = library().FieldFilter
 
         base = (self._outbox().where(filter=FieldFilter("created_at", "<=", older_than))
                 .order_by("created_at").order_by("__name__").limit(page_size))

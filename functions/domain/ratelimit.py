@@ -7,7 +7,9 @@ also be set for one quota project (`x-goog-user-project`), whose requests then
 count against that project instead.
 
 - Configured as `LRO_RATE_LIMITS=documentai=1800/min,vision@my-project=600/min`
-  (per `s`, `min` or `h`); defaults come from published quotas (DEFAULT_LIMITS).
+  (per `s`, `min` or `h`); defaults come from published quotas (DEFAULT_LIMITS),
+  which apply to Google's APIs only: with LRO_API_BASE_URL (a local stand-in)
+  only configured limits apply.
 - Shared across shard runs without coordination: a run holding k of S shards
   takes k/S of each limit (a run holding every shard takes all of it).
 - 429 RESOURCE_EXHAUSTED halves the rate (at most once per second, since the
@@ -65,9 +67,10 @@ def parse_limits(text: str) -> tuple[Limit, ...]:
     return tuple(limits)
 
 
-def with_defaults(configured: tuple[Limit, ...]) -> dict[tuple[str, str | None], float]:
-    """(service host, quota project or None) → requests per second; configured ones win."""
-    table = {(service, None): per_s for service, per_s in DEFAULT_LIMITS.items()}
+def with_defaults(configured: tuple[Limit, ...], published: bool = True) -> dict[tuple[str, str | None], float]:
+    """(service host, quota project or None) → requests per second; configured ones win.
+    `published`: include Google's published quotas (not against a local stand-in, which has none)."""
+    table = {(service, None): per_s for service, per_s in DEFAULT_LIMITS.items()} if published else {}
     table.update({(limit.service, limit.quota_project): limit.per_s for limit in configured})
     return table
 

@@ -26,6 +26,10 @@ from functions.ports import Leases
 
 log = logging.getLogger(__name__)
 
+# A shard counts as ours until this long (at most a sixth of the lease) before its lease ends,
+# measured on our own clock from the moment we asked for it: room for clock skew between instances.
+MARGIN_S = 2.0
+
 
 class ShardOwnership:
     def __init__(self, leases: Leases | None, holder: str, shards: int, shard: int | None, lease_s: float, *,
@@ -72,14 +76,18 @@ class ShardOwnership:
             return self.held
         now = self._clock()
         until = now + timedelta(seconds=self._lease_s)
-        valid = started + self._lease_s * 2 / 3
-        renewed = self._leases.renew(self._versions, until) if self._versions else {}
-        lost = set(self._versions) - set(renewed)
-        if lost:
-            log.warning("shard leases lost to another run", extra={"leases": sorted(lost)})
+        valid = started + self._lease_s - min(self._lease_s / 6, MARGIN_S)
         wanted = {runs.shard_key(k): k for k in self._wanted}
-        taken = self._leases.acquire_many([key for key in wanted if key not in renewed], self._holder, now,
-                                          until, kind="shard")
+        try:
+            renewed = self._leases.renew(self._versions, until) if self._versions else {}
+            lost = set(self._versions) - set(renewed)
+            if lost:
+                log.warning("shard leases lost to another run", extra={"leases": sorted(lost)})
+            taken = self._leases.acquire_many([key for key in wanted if key not in renewed], self._holder, now,
+                                              until, kind="shard")
+        except Exception:  # Firestore is slow or down: what we hold runs out on its own clock
+            log.warning("could not renew or take shard leases", exc_info=True)
+            return self.held
         self._versions = {**renewed, **taken}
         self._valid_until = {wanted[key]: valid for key in self._versions}
         return self.held

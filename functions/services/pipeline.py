@@ -142,7 +142,8 @@ class Pipeline:
         self._rules = Rules(settings.max_permanent_errors, settings.not_found_grace_s, settings.retention_days)
         self._shards = max(1, settings.shards)
         share = len(ownership.held) / self._shards if ownership.held else 1.0
-        self._limiter = RateLimiter(with_defaults(settings.rate_limits), min(1.0, share), monotonic())
+        limits = with_defaults(settings.rate_limits, published=not settings.api_base_url)
+        self._limiter = RateLimiter(limits, min(1.0, share), monotonic())
         # Records this run has in hand (dispatched, not yet committed), and the versions it wrote:
         # a page read before our write still shows the older version, which is not due any more.
         self._in_hand: set[str] = set()
@@ -166,7 +167,8 @@ class Pipeline:
         last_flush = self._monotonic()
         with ThreadPoolExecutor(concurrency, thread_name_prefix="poll") as workers, \
                 ThreadPoolExecutor(WRITERS, thread_name_prefix="poll-write") as writers, \
-                ThreadPoolExecutor(3, thread_name_prefix="poll-io") as io:  # reads, leases, publishing
+                ThreadPoolExecutor(2, thread_name_prefix="poll-io") as io, \
+                ThreadPoolExecutor(1, thread_name_prefix="poll-lease") as leasing:  # never queued behind io
             queue = DueQueue(self._read_page, self._settings.poll_batch, self._monotonic, io)
             while True:
                 running = self._monotonic() < stop_at
@@ -174,7 +176,7 @@ class Pipeline:
                     renewing.result()
                     renewing = None
                 if running and renewing is None and self._ownership.due_for_renewal():
-                    renewing = submit(io, self._ownership.acquire)
+                    renewing = submit(leasing, self._ownership.acquire)
                 if running:
                     self._dispatch(queue, in_flight, concurrency, workers)
                 waitables = [*in_flight, *writing, *(f for f in (queue.reading, renewing) if f is not None)]

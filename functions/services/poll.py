@@ -124,24 +124,10 @@ class PollService:
                                    self._settings.lease_s, clock=self._clock, monotonic=self._monotonic)
         try:
             marker = self._mark(summary, budget, shard, schedule_time)
+            if summary.skipped is None and shard is not None and not ownership.acquire():
+                summary.skipped = f"shard {shard} is owned by another run"  # a duplicate delivery, say
             if summary.skipped is None:
-                relay = OutboxRelay(self._settings, self._store, self._publisher, summary,
-                                    clock=self._clock, monotonic=self._monotonic)
-                # Earlier runs' leftovers go out beside this run's start; its own events wait for them.
-                with ThreadPoolExecutor(1, thread_name_prefix="poll-outbox") as side:
-                    recovered = submit(side, relay.start)
-                    if shard is None and self._discovery is not None:
-                        summary.discovered = self._discovery.run(summary.run_id, stop_at).tracked
-                    targets = self._fan_out_targets(shard)
-                    # If no shard run could be requested, this run does what it can itself.
-                    if not (targets and self._fan_out(targets, budget, summary)):
-                        if ownership.acquire() or shard is None:  # an unsharded run waits for late runs' shards
-                            Pipeline(self._settings, self._store, self._api, relay, ownership, self._schedule,
-                                     summary, clock=self._clock, monotonic=self._monotonic,
-                                     sleep=self._sleep).run(stop_at, recovered)
-                        else:
-                            summary.skipped = f"shard {shard} is owned by another run"
-                    recovered.result()
+                self._work(summary, ownership, shard, budget, stop_at)
         finally:
             ownership.release()
             self._schedule.save()
@@ -149,6 +135,26 @@ class PollService:
             summary.close(self._monotonic() - started)
         log.info("poll run finished", extra={"summary": summary.to_json()})
         return summary
+
+    def _work(self, summary: RunSummary, ownership: ShardOwnership, shard: int | None, budget: float,
+              stop_at: float) -> None:
+        relay = OutboxRelay(self._settings, self._store, self._publisher, summary,
+                            clock=self._clock, monotonic=self._monotonic)
+        # Earlier runs' leftovers go out beside this run's start; its own events wait for them.
+        with ThreadPoolExecutor(1, thread_name_prefix="poll-outbox") as side:
+            recovered = submit(side, relay.start)
+            if shard is None:
+                if self._discovery is not None:
+                    summary.discovered = self._discovery.run(summary.run_id, stop_at).tracked
+                targets = self._fan_out_targets()
+                # If no shard run could be requested, this run does what it can itself.
+                if targets and self._fan_out(targets, budget, summary):
+                    recovered.result()
+                    return
+                ownership.acquire()  # what it could not take yet, it takes when a late run frees it
+            Pipeline(self._settings, self._store, self._api, relay, ownership, self._schedule, summary,
+                     clock=self._clock, monotonic=self._monotonic, sleep=self._sleep).run(stop_at, recovered)
+            recovered.result()
 
     def _mark(self, summary: RunSummary, budget: float, shard: int | None,
               schedule_time: str | None) -> tuple[str, object] | None:
@@ -174,8 +180,8 @@ class PollService:
             log.warning("could not keep the run marker %s", marker[0], exc_info=True)
 
     # Fan-out ------------------------------------------------------------------
-    def _fan_out_targets(self, shard: int | None) -> list[int]:
-        if shard is not None or not self._fan_out_enabled or self._settings.shards <= 1:
+    def _fan_out_targets(self) -> list[int]:
+        if not self._fan_out_enabled or self._settings.shards <= 1:
             return []
         backlog = self._store.due_count(self._clock(), None, self._fanout_threshold + 1)
         return runs.shards_to_fan_out(backlog, self._fanout_threshold, self._settings.shards)

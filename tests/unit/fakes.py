@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from datetime import datetime
 from typing import Any
 
@@ -170,10 +171,12 @@ class FakeApi:
         self._answer = answer
         self._lock = threading.Lock()
         self.gets: list[str] = []
+        self.times: list[float] = []
 
     def get(self, ref, quota_project=None):
         with self._lock:
             self.gets.append(ref.name)
+            self.times.append(time.monotonic())
         answer = self._answer(ref.name) if callable(self._answer) else self._answer
         return answer
 

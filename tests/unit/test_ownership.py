@@ -35,13 +35,15 @@ def test_a_shard_held_by_another_run_is_left_to_it_and_taken_once_freed():
     assert mine.acquire() == {0, 1, 2, 3}
 
 
-def test_a_shard_counts_as_held_only_until_a_third_of_the_lease_before_its_end():
+def test_a_shard_counts_as_held_only_until_a_margin_before_its_lease_ends_and_is_renewed_well_before():
     clock = Clock()
-    ownership = _ownership(FakeLeases(), clock=clock)
+    ownership = _ownership(FakeLeases(), clock=clock)  # a 30 s lease
     ownership.acquire()
-    clock.t = 19.9
+    clock.t = 9.9
+    assert not ownership.due_for_renewal()
+    clock.t = 27.9
     assert ownership.holds(1) and ownership.due_for_renewal()
-    clock.t = 20.0
+    clock.t = 28.0
     assert not ownership.holds(1)
 
 

@@ -34,6 +34,10 @@ def test_published_quotas_are_the_defaults_and_configured_limits_replace_them():
     assert table[("vision.googleapis.com", None)] == 30.0
 
 
+def test_a_local_stand_in_has_no_published_quotas_only_configured_limits():
+    assert with_defaults(parse_limits("vision=1/s"), published=False) == {("vision.googleapis.com", None): 1.0}
+
+
 def test_a_bucket_lets_a_seconds_worth_through_then_one_per_interval():
     bucket = AimdBucket(10.0, now=0.0)
     assert sum(bucket.take(0.0) for _ in range(20)) == 10
