@@ -30,6 +30,8 @@ from functions.domain.tracking import Decision
 log = logging.getLogger(__name__)
 
 _ACTIVE_STATES = [s.value for s in ACTIVE]
+# A guarded write that lost: someone else wrote (or deleted) the document since it was read.
+_LOST_RACE_CODES = (5, 9, 10)  # NOT_FOUND, FAILED_PRECONDITION, ABORTED
 
 
 class FirestoreStore:
@@ -193,8 +195,11 @@ class FirestoreStore:
         A result that publishes nothing is one write, all of them in one BatchWrite. A result
         with messages is its record and its outbox entries in one atomic commit: a change is
         never written without its event, nor the event without it. They go in one atomic
-        commit together; if any guard fails (nothing is written), each goes alone, so only
-        the raced ones come back None.
+        commit together; if that fails (nothing is written), each goes alone, so only the
+        raced ones come back None.
+
+        A write Firestore refuses for itself (too large, say) comes back as its exception,
+        so that it stays that operation's error and the others land.
         """
         versions: list[Any] = [None] * len(items)
         quiet = [i for i, (_, d) in enumerate(items) if not _messages(d)]
@@ -204,13 +209,15 @@ class FirestoreStore:
                 versions[i] = version
         if outboxed:
             together = self._commit_atomic([items[i] for i in outboxed])
-            if together is not None:
+            if isinstance(together, list):
                 for i, version in zip(outboxed, together):
                     versions[i] = version
-            elif len(outboxed) > 1:
+            elif len(outboxed) == 1:
+                versions[outboxed[0]] = together
+            else:
                 for i in outboxed:
                     alone = self._commit_atomic([items[i]])
-                    versions[i] = alone[0] if alone else None
+                    versions[i] = alone[0] if isinstance(alone, list) else alone
         return versions
 
     def _commit_quiet(self, items: list[tuple[Versioned, Decision]]) -> list[Any]:
@@ -229,10 +236,16 @@ class FirestoreStore:
         self.usage.write(len(written))
         response = batch.commit()
         for i, status, result in zip(written, response.status, response.write_results):
-            versions[i] = result.update_time if status.code == 0 else None
+            if status.code == 0:
+                versions[i] = result.update_time
+            elif status.code in _LOST_RACE_CODES:
+                versions[i] = None
+            else:
+                versions[i] = gexc.InvalidArgument(f"write refused (code {status.code}): {status.message}"[:500])
         return versions
 
-    def _commit_atomic(self, items: list[tuple[Versioned, Decision]]) -> list[Any] | None:
+    def _commit_atomic(self, items: list[tuple[Versioned, Decision]]) -> list[Any] | Exception | None:
+        """The items' new versions; None when a guard failed; the exception Firestore raised."""
         firestore = library().firestore
 
         batch = self.client.batch()
@@ -253,6 +266,8 @@ class FirestoreStore:
             results = batch.commit()
         except LOST_RACE:
             return None
+        except gexc.GoogleAPICallError as exc:
+            return exc
         return [results[i].update_time for i in record_writes]
 
     # Outbox ----------------------------------------------------------------

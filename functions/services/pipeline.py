@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 from functions.config import Settings
 from functions.domain.ratelimit import RateLimiter, with_defaults
-from functions.domain.record import Versioned
+from functions.domain.record import Record, Versioned
 from functions.domain.tracking import ApiFailure, Decision, Rules, after_poll
 from functions.ports import OperationsApi, PollStore
 from functions.services.outbox import OutboxRelay
@@ -128,8 +128,13 @@ class DueQueue:
 class Pipeline:
     def __init__(self, settings: Settings, store: PollStore, api: OperationsApi, relay: OutboxRelay,
                  ownership: ShardOwnership, schedule: LearntSchedule, summary, *, clock: Callable,
-                 monotonic: Callable[[], float], sleep: Callable[[float], None]):
+                 monotonic: Callable[[], float], sleep: Callable[[float], None],
+                 decide: Callable[[Record, Any], Decision] | None = None):
+        """decide: what a GET's answer does to a record (PollService._decide: tracking.after_poll
+        with the learnt schedule's statistics)."""
         self._settings = settings
+        self._decide_answer = decide or (lambda record, result: after_poll(record, result, self._clock(),
+                                                                           self._rules))
         self._store = store
         self._api = api
         self._relay = relay
@@ -184,7 +189,14 @@ class Pipeline:
                     wait(waitables, timeout=LOOP_WAIT_S, return_when=FIRST_COMPLETED)
                 for future in [f for f in in_flight if f.done()]:
                     versioned, key = in_flight.pop(future)
-                    polled = future.result()
+                    try:
+                        polled = future.result()
+                    except Exception:  # _poll_one isolates failures; this is the last line of defence
+                        self._summary.count("errors")
+                        self._in_hand.discard(versioned.record.id)
+                        log.error("a poll worker failed; the operation stays due",
+                                  extra={"operation_id": versioned.record.id}, exc_info=True)
+                        continue
                     self._rated(key, polled.result)
                     if not results:
                         results_since = self._monotonic()
@@ -314,17 +326,19 @@ class Pipeline:
     def _poll_one(self, versioned: Versioned) -> Polled:
         record = versioned.record
         self._summary.lag((self._clock() - record.next_poll_at).total_seconds())
-        result = self._api.get(record.ref, record.quota_project)
-        self._summary.count("polled")
-        polled = self._decide(versioned, result)
+        try:
+            result = self._api.get(record.ref, record.quota_project)
+            self._summary.count("polled")
+            polled = self._decide(versioned, result)
+        except Exception as exc:  # whatever one answer does is that operation's error, never the run's
+            polled = self._decide(versioned, own_failure(exc, record, "could not handle the API's answer"))
         if polled.decision.record.consecutive_errors > record.consecutive_errors:
             self._summary.count("errors")
         return polled
 
-    def _decide(self, versioned: Versioned, result: Any) -> Polled:
+    def _decide(self, versioned: Versioned, result: Any, decide: Callable | None = None) -> Polled:
         now = self._clock()
-        decision = after_poll(versioned.record, result, now, self._rules,
-                              stats=self._schedule.stats_for(versioned.record))
+        decision = (decide or self._decide_answer)(versioned.record, result)
         # lease_owner names the run that polled it last, under its shard lease (diagnostics).
         decision = Decision(decision.record.with_changes(lease_owner=self._summary.run_id),
                             decision.event, decision.command)
@@ -332,17 +346,63 @@ class Pipeline:
 
     # Commit (on a writer) -----------------------------------------------------------
     def _commit(self, group: list[Polled]) -> list[Decision]:
-        """Commit a group; returns the committed decisions that have messages to publish."""
+        """Commit a group; returns the committed decisions that have messages to publish. If the
+        group fails, its results are committed one by one, so that a record Firestore refuses
+        stays that operation's error and the others land (those the group committed are done)."""
+        done: set[str] = set()
+        try:
+            return self._commit_group(group, done)
+        except Exception:
+            log.warning("recording a group of poll results failed: recording them one by one", exc_info=True)
+        committed: list[Decision] = []
+        for polled in group:
+            if polled.versioned.record.id not in done:
+                committed += self._commit_alone(polled)
+        return committed
+
+    def _commit_alone(self, polled: Polled) -> list[Decision]:
+        try:
+            return self._commit_group([polled], set())
+        except Exception as exc:
+            return self._commit_refused(polled, exc)
+
+    def _commit_refused(self, polled: Polled, exc: Exception) -> list[Decision]:
+        """Record what the store refused as the operation's error instead: the record as it was,
+        plus this error, is small, and it backs off like any failure."""
+        record = polled.versioned.record
+        failure = own_failure(exc, record, "could not record the poll result")
+        try:
+            self._summary.count("errors")
+            plain = lambda r, f: after_poll(r, f, self._clock(), self._rules)  # noqa: E731 (no hook: it failed)
+            retry = self._decide(polled.versioned, failure, plain)
+            version = self._store.commit([(retry.versioned, retry.decision)])[0]
+            if version is None or isinstance(version, Exception):
+                raise version or RuntimeError("the record was written meanwhile")
+            self._done(retry, version)
+            return [retry.decision] if retry.decision.event or retry.decision.command else []
+        except Exception:
+            log.error("could not record an operation's error either; it stays due",
+                      extra={"operation_id": record.id}, exc_info=True)
+            self._in_hand.discard(record.id)
+            return []
+
+    def _commit_group(self, group: list[Polled], done: set[str]) -> list[Decision]:
+        """The one decide-and-commit path: commit; where someone else wrote a record since it was
+        read, decide the same answer again on the fresh version (a bounded number of times)."""
         committed: list[Decision] = []
         pending = group
         for attempt in range(COMMIT_ATTEMPTS):
             versions = self._store.commit([(p.versioned, p.decision) for p in pending])
             lost = []
             for polled, version in zip(pending, versions):
+                if isinstance(version, Exception):  # refused for itself: that operation's error
+                    committed += self._commit_refused(polled, version)
+                    continue
                 if version is None:
                     lost.append(polled)
                     continue
                 self._done(polled, version)
+                done.add(polled.versioned.record.id)
                 if polled.decision.event is not None or polled.decision.command is not None:
                     committed.append(polled.decision)
             if not lost:
@@ -373,3 +433,12 @@ class Pipeline:
         self._written[record_id] = version
         self._in_hand.discard(record_id)
         self._schedule.learn(polled.versioned.record, polled.decision.record, polled.at)
+
+
+def own_failure(exc: Exception, record: Record, what: str) -> ApiFailure:
+    """An exception while polling one operation, as that operation's failure: permanent, so
+    that an answer lrowatch can never handle ends it FAILED after max_permanent_errors."""
+    log.error("%s; recorded as the operation's error", what,
+              extra={"operation_id": record.id, "operation": record.name}, exc_info=exc)
+    return ApiFailure("permanent", {"code": 500, "status": "INTERNAL",
+                                    "message": f"lrowatch {what}: {type(exc).__name__}: {str(exc)[:300]}"})

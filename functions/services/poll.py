@@ -30,7 +30,8 @@ from typing import Callable
 from functions.config import Settings
 from functions.domain import runs
 from functions.domain.events import Message
-from functions.domain.record import rfc3339, utcnow
+from functions.domain.record import Record, rfc3339, utcnow
+from functions.domain.tracking import Decision, Rules, after_poll
 from functions.ports import Durations, Leases, OperationsApi, PollStore, Publisher
 from functions.services.discovery import Discovery
 from functions.services.outbox import OutboxRelay
@@ -111,6 +112,7 @@ class PollService:
         self._monotonic = monotonic
         self._sleep = sleep
         self._fanout_threshold = fanout_threshold or runs.fanout_threshold(settings.poll_concurrency)
+        self._rules = Rules(settings.max_permanent_errors, settings.not_found_grace_s, settings.retention_days)
 
     def run(self, budget_s: float | None = None, shard: int | None = None, *,
             schedule_time: str | None = None) -> RunSummary:
@@ -153,8 +155,13 @@ class PollService:
                     return
                 ownership.acquire()  # what it could not take yet, it takes when a late run frees it
             Pipeline(self._settings, self._store, self._api, relay, ownership, self._schedule, summary,
-                     clock=self._clock, monotonic=self._monotonic, sleep=self._sleep).run(stop_at, recovered)
+                     clock=self._clock, monotonic=self._monotonic, sleep=self._sleep,
+                     decide=self._decide).run(stop_at, recovered)
             recovered.result()
+
+    def _decide(self, record: Record, result) -> Decision:
+        """What a GET's answer does to a record: the pure rules, with the learnt schedule's statistics."""
+        return after_poll(record, result, self._clock(), self._rules, stats=self._schedule.stats_for(record))
 
     def _mark(self, summary: RunSummary, budget: float, shard: int | None,
               schedule_time: str | None) -> tuple[str, object] | None:
