@@ -42,9 +42,11 @@ class FirestoreStore:
         self.usage = Usage()
 
     def _new_client(self):
-        firestore = library().firestore
-
-        return firestore.Client(project=self._project)
+        client = library().firestore.Client(project=self._project)
+        # The client builds its gRPC channel on first use, unguarded: threads making their first
+        # calls at once would each build one. Build it here, under the Lazy lock.
+        getattr(client, "_firestore_api", None)
+        return client
 
     @property
     def client(self):

@@ -45,6 +45,8 @@ FLUSH_EVERY_S = 5.0
 # Poll results are committed together once this many wait, or this long; at most
 # WRITERS groups are being written at once (results wait meanwhile, so groups grow).
 WRITE_GROUP = 100
+# The first groups are small and each next one twice as large, so the first results land at once.
+FIRST_GROUP = 8
 WRITE_MAX_WAIT_S = 0.1
 WRITERS = 2
 # Re-decisions on fresh data after lost write guards, before giving up (the record stays due).
@@ -146,9 +148,8 @@ class Pipeline:
         self._sleep = sleep
         self._rules = Rules(settings.max_permanent_errors, settings.not_found_grace_s, settings.retention_days)
         self._shards = max(1, settings.shards)
-        share = len(ownership.held) / self._shards if ownership.held else 1.0
-        limits = with_defaults(settings.rate_limits, published=not settings.api_base_url)
-        self._limiter = RateLimiter(limits, min(1.0, share), monotonic())
+        self._limits = with_defaults(settings.rate_limits, published=not settings.api_base_url)
+        self._limiter = RateLimiter(self._limits, 1.0, monotonic())
         # Records this run has in hand (dispatched, not yet committed), and the versions it wrote:
         # a page read before our write still shows the older version, which is not due any more.
         self._in_hand: set[str] = set()
@@ -157,10 +158,12 @@ class Pipeline:
         self._parked_count = 0
 
     # The loop ---------------------------------------------------------------
-    def run(self, stop_at: float, recovered: Future | None = None) -> None:
-        """Poll until the monotonic time `stop_at`; nothing is published before `recovered` (the
-        relay's start, publishing what earlier runs left) is done, so each operation's events
-        stay in order."""
+    def run(self, stop_at: float) -> None:
+        """Poll until the monotonic time `stop_at`."""
+        held = self._ownership.held
+        # A run holding k of the S shards takes k/S of each rate limit (shard runs share them).
+        self._limiter = RateLimiter(self._limits, min(1.0, len(held) / self._shards) if held else 1.0,
+                                    self._monotonic())
         concurrency = self._settings.poll_concurrency
         in_flight: dict[Future, tuple[Versioned, Any]] = {}
         results: list[Polled] = []
@@ -170,6 +173,7 @@ class Pipeline:
         publishing: Future | None = None
         renewing: Future | None = None
         last_flush = self._monotonic()
+        group_size = FIRST_GROUP
         with ThreadPoolExecutor(concurrency, thread_name_prefix="poll") as workers, \
                 ThreadPoolExecutor(WRITERS, thread_name_prefix="poll-write") as writers, \
                 ThreadPoolExecutor(2, thread_name_prefix="poll-io") as io, \
@@ -206,12 +210,13 @@ class Pipeline:
                     to_publish += [(kind, message) for d in future.result()
                                    for kind, message in (("events", d.event), ("commands", d.command)) if message]
                 if results and len(writing) < WRITERS and (
-                        len(results) >= WRITE_GROUP or not in_flight
+                        len(results) >= group_size or not in_flight
                         or self._monotonic() - results_since >= WRITE_MAX_WAIT_S):
-                    group, results = results[:WRITE_GROUP], results[WRITE_GROUP:]
+                    group, results = results[:group_size], results[group_size:]
                     results_since = self._monotonic()
                     writing.append(submit(writers, self._commit, group))
-                if (publishing is None or publishing.done()) and (recovered is None or recovered.done()):
+                    group_size = min(WRITE_GROUP, 2 * group_size)
+                if publishing is None or publishing.done():
                     if publishing is not None:
                         publishing.result()  # raise what publishing raised
                         publishing = None
@@ -232,8 +237,6 @@ class Pipeline:
                 publishing.result()
             if renewing is not None:
                 renewing.result()
-        if recovered is not None:
-            recovered.result()
         if to_publish:
             self._relay.publish(to_publish)
         if self._relay.blocked:

@@ -23,7 +23,6 @@ import statistics
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Callable
 
@@ -36,7 +35,7 @@ from functions.ports import Durations, Leases, OperationsApi, PollStore, Publish
 from functions.services.discovery import Discovery
 from functions.services.outbox import OutboxRelay
 from functions.services.ownership import ShardOwnership
-from functions.services.pipeline import Pipeline, submit
+from functions.services.pipeline import Pipeline
 from functions.services.schedule import LearntSchedule
 
 log = logging.getLogger(__name__)
@@ -142,22 +141,20 @@ class PollService:
               stop_at: float) -> None:
         relay = OutboxRelay(self._settings, self._store, self._publisher, summary,
                             clock=self._clock, monotonic=self._monotonic)
-        # Earlier runs' leftovers go out beside this run's start; its own events wait for them.
-        with ThreadPoolExecutor(1, thread_name_prefix="poll-outbox") as side:
-            recovered = submit(side, relay.start)
-            if shard is None:
-                if self._discovery is not None:
-                    summary.discovered = self._discovery.run(summary.run_id, stop_at).tracked
-                targets = self._fan_out_targets()
-                # If no shard run could be requested, this run does what it can itself.
-                if targets and self._fan_out(targets, budget, summary):
-                    recovered.result()
-                    return
-                ownership.acquire()  # what it could not take yet, it takes when a late run frees it
-            Pipeline(self._settings, self._store, self._api, relay, ownership, self._schedule, summary,
-                     clock=self._clock, monotonic=self._monotonic, sleep=self._sleep,
-                     decide=self._decide).run(stop_at, recovered)
-            recovered.result()
+        # Earlier runs' leftovers go out first, with the same event_id and sequence. (It is also the
+        # run's first Firestore call: the client libraries' first calls must not race each other.)
+        relay.start()
+        pipeline = Pipeline(self._settings, self._store, self._api, relay, ownership, self._schedule, summary,
+                            clock=self._clock, monotonic=self._monotonic, sleep=self._sleep, decide=self._decide)
+        if shard is None:
+            if self._discovery is not None:
+                summary.discovered = self._discovery.run(summary.run_id, stop_at).tracked
+            targets = self._fan_out_targets()
+            # If no shard run could be requested, this run does what it can itself.
+            if targets and self._fan_out(targets, budget, summary):
+                return
+            ownership.acquire()  # what it could not take yet, it takes when a late run frees it
+        pipeline.run(stop_at)
 
     def _decide(self, record: Record, result) -> Decision:
         """What a GET's answer does to a record: the pure rules, with the learnt schedule's statistics."""

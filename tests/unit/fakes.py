@@ -66,14 +66,14 @@ class FakeStore:
     def _due(self, now: datetime, shards) -> list[Versioned]:
         active = [Versioned(r, v) for r, v in self.docs.values() if r.state in ACTIVE
                   and (shards is None or r.shard in shards)]
-        return sorted((v for v in active if v.record.next_poll_at <= now), key=lambda v: v.record.next_poll_at)
+        return sorted((v for v in active if v.record.next_poll_at <= now), key=_order)
 
     def due_page(self, now, limit, shards=None, after=None):
+        """Like a Firestore cursor: the page after the last one's (next_poll_at, id), whatever moved."""
         with self._lock:
-            due = self._due(now, shards)
-        start = after or 0
-        page = due[start:start + limit]
-        return page, (start + limit if len(page) == limit else None)
+            due = [v for v in self._due(now, shards) if after is None or _order(v) > after]
+        page = due[:limit]
+        return page, (_order(page[-1]) if len(page) == limit else None)
 
     def due_count(self, now, shards, up_to):
         return min(up_to, len(self._due(now, shards)))
@@ -197,6 +197,10 @@ class FakePublisher:
 
     def publish_one(self, topic, message):
         return self.publish(topic, [message])[0]
+
+
+def _order(versioned: Versioned) -> tuple:
+    return versioned.record.next_poll_at, versioned.record.id
 
 
 TOO_MANY = ApiFailure("transient", {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "quota"})
