@@ -92,10 +92,7 @@ def p1_section(r: dict) -> list[str]:
         out += [f"*{row.get('path', 'all changes')}, concurrency {row['concurrency']}* — CPU used during the "
                 f"run: {cpu} (the machine has {os.cpu_count()} cores × {row['wall_s']} s = "
                 f"{(os.cpu_count() or 1) * row['wall_s']:.1f} core-seconds). Firestore over the run: "
-                f"{row.get('firestore')}.", "",
-                "| call | calls | total s | mean ms |", "|---|---:|---:|---:|"]
-        out += [f"| {p['call']} | {p['calls']:,} | {p['total_s']:.2f} | {p['mean_ms']:.1f} |" for p in row["profile"]]
-        out.append("")
+                f"{row.get('firestore')}.", ""] + _calls_table(row["profile"])
         spots = row.get("hot_spots")
         if spots:
             out += [f"Profile (py-spy, all threads, {spots['samples']:,} samples at 200 Hz). By library: " +
@@ -105,12 +102,14 @@ def p1_section(r: dict) -> list[str]:
                 out.append(f"| `{s_name}` | {s_pct} | `{t_name}` | {t_pct} |")
             out.append("")
     for path, base in r.get("baselines", {"all changes": r["baseline"]}).items():
-        out += [f"*Baseline, {path}* per operation:", "", "| call | calls | total s | mean ms |",
-                "|---|---:|---:|---:|"]
-        out += [f"| {p['call']} | {p['calls']:,} | {p['total_s']:.2f} | {p['mean_ms']:.1f} |"
-                for p in base["profile"]]
-        out.append("")
+        out += [f"*Baseline, {path}* per operation:", ""] + _calls_table(base["profile"])
     return out
+
+
+def _calls_table(profile: list[dict]) -> list[str]:
+    return (["| call | calls | total s | mean ms |", "|---|---:|---:|---:|"]
+            + [f"| {p['call']} | {p['calls']:,} | {p['total_s']:.2f} | {p['mean_ms']:.1f} |" for p in profile]
+            + [""])
 
 
 def p2_section(r: dict) -> list[str]:
