@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import requests
 
 from functions.adapters.firestore_store import FirestoreStore
 from functions.adapters.operations_api import OperationsApi
@@ -85,14 +86,17 @@ def test_bad_item_queries_get_google_style_errors(world):
     assert empty.status_code == 200 and empty.json == {"items": [], "total_size": 0, "kept": 0}
 
 
-def test_a_progress_reporting_operation_gets_an_eta_that_is_served_and_cleared_when_done(world):
+def test_a_progress_reporting_operation_gets_an_eta_that_is_served_and_cleared_when_done(world, simulator):
     submit, poll, store, sim, http = world
-    op = sim.create(kind="generic", running_s=6)  # Speech-style metadata with progressPercent
+    op = sim.create(kind="generic", running_s=300, cancel_delay_s=0.5)  # Speech-style progressPercent
     record, _ = submit.submit({"url": op["url"], "policy": FAST})
     running = poll_until(poll, store, record.id, lambda r: r.eta is not None)
     assert running.state.value == "RUNNING" and running.eta_basis == "progress"
     served = http.get(f"/operations/{record.id}").json
     assert served["eta_basis"] == "progress"
     assert served["eta_low"] <= served["eta"] <= served["eta_high"]
+    # End it early (the API's own :cancel on the simulator): a finished operation has no estimate.
+    cancelled = requests.post(f"{simulator.base_url}/{op['url'][len('https://'):]}:cancel", timeout=10)
+    assert cancelled.status_code == 200, cancelled.text
     final = poll_until(poll, store, record.id, lambda r: r.state.terminal)
     assert final.eta is None and "eta" not in http.get(f"/operations/{record.id}").json
