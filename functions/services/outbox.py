@@ -19,7 +19,6 @@ from typing import Callable
 
 from functions.config import Settings
 from functions.domain.events import Message, outbox_id
-from functions.ports import Outbox, Publisher
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +30,7 @@ TOPIC_KINDS = ("events", "commands")
 
 
 class OutboxRelay:
-    def __init__(self, settings: Settings, store: Outbox, publisher: Publisher, summary, *, clock: Callable,
+    def __init__(self, settings: Settings, store, publisher, summary, *, clock: Callable,
                  monotonic: Callable[[], float] = time.monotonic, grace_s: float | None = None):
         self._settings = settings
         self._store = store
