@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -190,10 +191,20 @@ def test_a_malformed_allowed_parent_is_a_config_error():
         settings(LRO_ALLOWED_PARENTS="my-project")
 
 
-def test_start_up_warns_when_allowed_parents_is_unset(capsys):
+def test_start_up_warns_when_allowed_parents_is_unset():
     from functions import wiring
 
-    wiring.build(Settings(project="warn-unset-parents"))
-    wiring.build(Settings(project="warn-set-parents", allowed_parents=("projects/warn-set-parents",)))
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "LRO_ALLOWED_PARENTS" in line]
-    assert len(lines) == 1 and lines[0]["severity"] == "WARNING" and "any project" in lines[0]["message"]
+    # A handler on wiring's own logger: the root handler's stream is whichever stdout
+    # the first logs.setup() of the session saw, so capturing stdout depends on test order.
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    wiring.log.addHandler(handler)
+    try:
+        wiring.build(Settings(project="warn-unset-parents"))
+        wiring.build(Settings(project="warn-set-parents", allowed_parents=("projects/warn-set-parents",)))
+    finally:
+        wiring.log.removeHandler(handler)
+    warnings = [r for r in records if "LRO_ALLOWED_PARENTS" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+    assert "any project" in warnings[0].getMessage()
