@@ -21,6 +21,7 @@ from functions.local.processes import function_process, start_all, stop_all
 from functions.local.stack import LocalStack, post_json
 from functions.local.topology import Topology
 from functions.simulator.client import SimulatorAdmin
+from tests.e2e.helpers import wait_for
 
 FAST_POLICY = {"initial_delay_s": 0, "multiplier": 1.5, "max_delay_s": 2, "jitter": 0.1}
 EXPECTED = {"succeeded": "SUCCEEDED", "failed": "FAILED"}
@@ -152,7 +153,11 @@ def test_a_poll_process_killed_mid_run_loses_no_state_and_no_event_and_duplicate
         poll = stack.functions["poll"]
         killed = threading.Thread(target=_swallow, args=(post_json, poll.url, {"budget_s": 30}, 60))
         killed.start()
-        time.sleep(4)  # mid-run: claims held, changes committed, some events not yet published
+        # Mid-run: claims held, changes committed, some events not yet published. Wait for the
+        # first claims rather than a fixed time, which a slow start on a busy machine outlasts.
+        wait_for(lambda: any(r.lease_owner for r in _records(stack).values()), 60, "the run's first claims",
+                 every=0.5)
+        time.sleep(1)
         os.killpg(poll.pid, signal.SIGKILL)
         assert any(r.lease_owner for r in _records(stack).values()), "the kill came after the run's work"
         killed.join()
