@@ -4,9 +4,12 @@ Everything here is pure data; no I/O.
 """
 from __future__ import annotations
 
+import math
+import random
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from functions.domain.adaptive import DurationStats
 from functions.domain.names import build_ref
 from functions.domain.policy import Policy
 from functions.domain.record import Record
@@ -121,3 +124,17 @@ def not_found() -> ApiFailure:
 
 def permanent(code: int = 403) -> ApiFailure:
     return ApiFailure("permanent", {"code": code, "status": "PERMISSION_DENIED", "message": "denied"})
+
+
+def stats_of(durations) -> DurationStats:
+    """Duration statistics learnt from these durations, in order."""
+    stats = DurationStats()
+    for d in durations:
+        stats.add(d)
+    return stats
+
+
+def lognormal(n: int, median: float, sigma: float = 0.3, seed: int = 1) -> list[float]:
+    """n reproducible log-normal durations around median."""
+    rng = random.Random(seed)
+    return [median * math.exp(rng.gauss(0, sigma)) for _ in range(n)]

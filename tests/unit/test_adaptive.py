@@ -1,5 +1,4 @@
 import json
-import math
 import random
 
 import pytest
@@ -7,20 +6,10 @@ import pytest
 from functions.domain import adaptive
 from functions.domain.adaptive import DurationStats, first_poll_delay, next_delay, observed_duration
 from functions.domain.policy import Policy
+from tests.unit.factories import lognormal, stats_of
 
 POLICY = Policy(initial_delay_s=5.0, multiplier=1.5, max_delay_s=120.0, jitter=0.0)
 
-
-def stats_of(durations):
-    stats = DurationStats()
-    for d in durations:
-        stats.add(d)
-    return stats
-
-
-def lognormal(n, median, sigma=0.3, seed=1):
-    rng = random.Random(seed)
-    return [median * math.exp(rng.gauss(0, sigma)) for _ in range(n)]
 
 
 def test_quantiles_are_within_one_bucket_of_the_exact_ones():

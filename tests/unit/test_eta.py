@@ -2,28 +2,21 @@
 from __future__ import annotations
 
 import math
-import random
 from datetime import timedelta
 
 import pytest
 
 from functions.domain import eta
 from functions.domain.adaptive import MIN_SAMPLES, DurationStats
-from tests.unit.factories import NOW
+from tests.unit import factories
+from tests.unit.factories import NOW, stats_of
 
 T0 = NOW.timestamp()
 
 
-def stats_of(durations):
-    stats = DurationStats()
-    for d in durations:
-        stats.add(d)
-    return stats
-
 
 def lognormal(n, median, sigma=0.3, seed=3):
-    rng = random.Random(seed)
-    return [median * math.exp(rng.gauss(0, sigma)) for _ in range(n)]
+    return factories.lognormal(n, median, sigma, seed)
 
 
 def samples(*pairs):
