@@ -1,18 +1,24 @@
-"""When will it finish? A completion estimate from two sources, blended.
+"""When will it finish? A completion estimate from two sources, combined.
 
 Pure: no I/O, no clock. The inputs are what the record holds:
 - progress: a few (time, percent) samples of the operation's own
-  `progress_percent`, kept on the record across polls (`add_sample`);
-- history: the learnt durations of its kind (functions.domain.adaptive), read
-  given the time elapsed since submission: of the operations of this kind that
-  ran at least this long, how much longer did they take? (Short runs are
-  weighted up the more the kind's durations spread: LIFE_WEIGHT_PER_VARIANCE.)
+  `progress_percent`, kept on the record across polls (`add_sample`), extrapolated
+  linearly to 100 %: a remaining time with a log-normal spread (`from_progress`);
+- history: the learnt durations of its kind (functions.domain.adaptive), read as
+  what is left given the time already elapsed (`from_history`).
 
-Each source gives the remaining time as a median and an 80 % interval. Two
-sources are blended in log space, each weighted by how sure it is (the
-narrower interval weighs more); the blended interval is never narrower than
-their disagreement. With neither source there is no estimate (None), never
-an invented one.
+Whose question history answers: someone asking at a random moment of an
+operation's life, each operation counting once (as the accuracy benchmark asks
+at 25/50/75 % of every life). Of the kind's durations D longer than the time
+elapsed, each then weighs 1/D: the chance that the moment asked about falls at
+this point of a D-long life. (Weighing them alike asks at a random moment in
+time instead, where long runs dominate: on a kind spread over orders of
+magnitude that overestimates what is left several-fold.)
+
+With both sources, history is the prior and progress the likelihood: the
+estimate is their product's median and its 80 % interval the product's 10th..90th
+percentiles. Where history leaves no room at all for what progress says, progress
+alone speaks. With neither there is no estimate (None), never an invented one.
 """
 from __future__ import annotations
 
@@ -30,13 +36,9 @@ INTERVAL_LO, INTERVAL_HI = 0.10, 0.90
 Z80 = 1.2816  # the 90th percentile of a standard normal, in standard deviations
 # Past the 95th percentile of its kind, history says nothing about what is left.
 HISTORY_MIN_SURVIVING = 0.05
-# Each learnt duration D longer than the time elapsed weighs D^-w. w = 0 reads the plain
-# conditional distribution, where long runs dominate; w = 1 takes every moment of an operation's
-# life as equally likely to be the one asked about, so short runs count as much as long ones.
-# w grows with the spread of the kind (sigma², the variance of its log-durations): for a regular
-# kind the two readings barely differ, for one spread over orders of magnitude the long runs
-# would swamp the estimate. Chosen on the benchmark (docs/benchmarks.md, "ETA accuracy").
-LIFE_WEIGHT_PER_VARIANCE = 1.4
+# History is read on a grid of remaining times, log-spaced: a few steps inside each of its
+# buckets (adaptive.BUCKETS_PER_DOUBLING) and inside a late progress trend's narrow spread.
+GRID_STEPS_PER_DOUBLING = 16
 # Progress: the log-spread of a linear extrapolation, floor plus a share of what is left
 # (a rate measured over a small part of the work extrapolates far).
 PROGRESS_SIGMA_FLOOR = 0.10
@@ -111,59 +113,82 @@ def from_progress(samples: Sequence[Sequence[float]] | None, now_s: float) -> Re
     return _around(median, sigma)
 
 
-def from_history(stats: DurationStats | None, elapsed_s: float) -> Remaining | None:
-    """The kind's durations, given that this operation has already run `elapsed_s`."""
+def from_history(stats: DurationStats | None, elapsed_s: float,
+                 progress: Remaining | None = None) -> Remaining | None:
+    """What is left by the kind's durations, `elapsed_s` into the operation's life (module doc),
+    times the progress trend's likelihood when given. None with too little history, past its
+    95th percentile, or when progress points where none of the kind's durations lie."""
     if stats is None or stats.count < MIN_SAMPLES:
         return None
-    spread = math.log(stats.quantile(INTERVAL_HI) / stats.quantile(INTERVAL_LO)) / (2 * Z80)
-    pieces = _longer_than(stats, elapsed_s, min(LIFE_WEIGHT_PER_VARIANCE * spread ** 2, 1.0))
-    if sum(n for _, _, n, _ in pieces) < HISTORY_MIN_SURVIVING * stats.count:
+    bins = [(lo, hi, n) for lo, hi, n in stats.bins() if hi > elapsed_s]
+    surviving = sum(n * math.log(hi / max(lo, elapsed_s)) / math.log(hi / lo) for lo, hi, n in bins)
+    if surviving < HISTORY_MIN_SURVIVING * stats.count:
         return None
-    total = sum(w for *_, w in pieces)
+    masses = _masses_of_left(bins, elapsed_s, progress)
+    total = sum(masses)
+    if total <= 0:
+        return None
 
-    def left(q: float) -> float:
+    def quantile(q: float) -> float:
         target, seen = q * total, 0.0
-        for lo, hi, _, w in pieces:
-            if seen + w >= target:
-                return max(lo * (hi / lo) ** ((target - seen) / w) - elapsed_s, MIN_REMAINING_S)
-            seen += w
-        return max(pieces[-1][1] - elapsed_s, MIN_REMAINING_S)
+        for i, mass in enumerate(masses):
+            if mass > 0 and seen + mass >= target:
+                return _inside_cell(i, (target - seen) / mass)
+            seen += mass
+        return _grid_edge(len(masses))
 
-    low, median, high = left(INTERVAL_LO), left(0.5), left(INTERVAL_HI)
-    return Remaining(min(low, median), median, max(high, median))
+    median = max(quantile(0.5), MIN_REMAINING_S)
+    return Remaining(min(quantile(INTERVAL_LO), median), median, max(quantile(INTERVAL_HI), median))
 
 
-def _longer_than(stats: DurationStats, elapsed_s: float, power: float) -> list[tuple[float, float, float, float]]:
-    """(low, high, count, weight) of the histogram's part above `elapsed_s`; weight = count·D^-power."""
-    pieces = []
-    for lo, hi, n in stats.bins():
-        if hi <= elapsed_s:
+def _grid_edge(i: int) -> float:
+    """Seconds left at edge i of the grid: 0, then log-spaced from half the minimum."""
+    return 0.0 if i <= 0 else 0.5 * MIN_REMAINING_S * 2.0 ** ((i - 1) / GRID_STEPS_PER_DOUBLING)
+
+
+def _inside_cell(i: int, share: float) -> float:
+    """Seconds left `share` of the way through cell i (linearly in the first, geometrically after)."""
+    lo, hi = _grid_edge(i), _grid_edge(i + 1)
+    return hi * share if lo == 0 else lo * (hi / lo) ** share
+
+
+def _masses_of_left(bins: list[tuple[float, float, int]], elapsed_s: float,
+                    progress: Remaining | None) -> list[float]:
+    """Unnormalised probability of each grid cell of time left, shortest first."""
+    def cell(left: float) -> int:
+        return max(math.floor(GRID_STEPS_PER_DOUBLING * math.log2(left / _grid_edge(1))) + 1, 0)
+
+    # Cells shorter than the shortest duration left carry nothing: start at the first that may.
+    first = cell(bins[0][0] - elapsed_s) if bins[0][0] - elapsed_s > _grid_edge(1) else 0
+    masses, index = [0.0] * first, 0
+    for i in range(first, cell(bins[-1][1] - elapsed_s) + 1):
+        lo, hi = _grid_edge(i), _grid_edge(i + 1)
+        left = (lo + hi) / 2
+        duration = elapsed_s + left
+        while index < len(bins) and bins[index][1] <= duration:
+            index += 1
+        if index == len(bins) or bins[index][0] > duration:
+            masses.append(0.0)
             continue
-        start = max(lo, elapsed_s)
-        count = n * math.log(hi / start) / math.log(hi / lo)  # log-uniform inside a bucket, as quantile() reads it
-        if count > 0:
-            pieces.append((start, hi, count, count * math.sqrt(start * hi) ** -power))
-    return pieces
-
-
-def blend(a: Remaining, b: Remaining) -> Remaining:
-    """Precision-weighted in log space; never narrower than the two sources' disagreement."""
-    wa, wb = 1 / a.sigma ** 2, 1 / b.sigma ** 2
-    mu_a, mu_b = math.log(a.median), math.log(b.median)
-    mu = (wa * mu_a + wb * mu_b) / (wa + wb)
-    sigma = max(1 / math.sqrt(wa + wb), abs(mu_a - mu_b) / 2)
-    return _around(math.exp(mu), sigma)
+        low_edge, high_edge, n = bins[index]
+        # The bucket's density per second (log-uniform inside it) over the cell's width, weighed 1/duration.
+        mass = n / (duration * math.log(high_edge / low_edge)) * (hi - lo) / duration
+        if progress is not None:
+            z = math.log(left / progress.median) / progress.sigma
+            mass *= math.exp(-0.5 * z * z)
+        masses.append(mass)
+    return masses
 
 
 def estimate(now: datetime, elapsed_s: float, samples: Sequence[Sequence[float]] | None,
              stats: DurationStats | None) -> Estimate | None:
     """The completion estimate at `now`, `elapsed_s` after submission; None when nothing supports one."""
     progress = from_progress(samples, now.timestamp())
-    history = from_history(stats, elapsed_s)
-    if progress and history:
-        remaining, basis = blend(progress, history), BASIS_BOTH
-    elif progress or history:
-        remaining, basis = progress or history, BASIS_PROGRESS if progress else BASIS_HISTORY
+    history = from_history(stats, elapsed_s, progress)
+    if history:
+        remaining, basis = history, BASIS_BOTH if progress else BASIS_HISTORY
+    elif progress:
+        remaining, basis = progress, BASIS_PROGRESS
     else:
         return None
 

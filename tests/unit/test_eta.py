@@ -102,35 +102,33 @@ def test_history_needs_enough_finished_operations():
     assert eta.from_history(None, 0) is None
 
 
-def test_history_with_no_weighting_at_the_start_is_the_kinds_median_and_spread(monkeypatch):
-    monkeypatch.setattr(eta, "LIFE_WEIGHT_PER_VARIANCE", 0.0)
-    stats = stats_of(lognormal(2000, 600))
+def test_history_weighs_each_duration_by_how_likely_a_random_moment_of_its_life_is_now():
+    # Weighted by 1/D, a log-normal kind (median m, sigma s) read at the start is log-normal around m·e^(-s²).
+    sigma = 0.5
+    stats = stats_of(lognormal(20_000, 600, sigma=sigma))
     remaining = eta.from_history(stats, 0)
-    assert remaining.median == pytest.approx(stats.quantile(0.5), rel=1e-6)
-    assert remaining.low == pytest.approx(stats.quantile(0.1), rel=1e-6)
-    assert remaining.high == pytest.approx(stats.quantile(0.9), rel=1e-6)
+    assert remaining.median == pytest.approx(600 * math.exp(-sigma ** 2), rel=0.03)
+    assert remaining.low == pytest.approx(600 * math.exp(-sigma ** 2 - eta.Z80 * sigma), rel=0.05)
+    assert remaining.high == pytest.approx(600 * math.exp(-sigma ** 2 + eta.Z80 * sigma), rel=0.05)
 
 
-def test_life_weighting_grows_with_the_kinds_spread(monkeypatch):
-    # Weight D^-w on a log-normal shifts its median by w·sigma² in log space, w = factor·sigma² (at most 1).
-    def shift(sigma):
-        stats = stats_of(lognormal(4000, 600, sigma=sigma))
-        weighted = eta.from_history(stats, 0).median
-        with monkeypatch.context() as plain:
-            plain.setattr(eta, "LIFE_WEIGHT_PER_VARIANCE", 0.0)
-            return math.log(eta.from_history(stats, 0).median / weighted)
-
-    w = eta.LIFE_WEIGHT_PER_VARIANCE * 0.3 ** 2
-    assert shift(0.3) == pytest.approx(w * 0.3 ** 2, abs=0.03)  # regular kind: barely moved
-    assert shift(1.5) == pytest.approx(1.5 ** 2, rel=0.15)  # spread over orders of magnitude: fully weighted
+def test_on_a_kind_spread_over_orders_of_magnitude_what_is_left_is_about_what_has_run():
+    # Log-uniform durations (equal counts per log-bucket) weighted by 1/D: P(D > x | D > t) = (1/x - 1/top) / (1/t - 1/top).
+    buckets = {i: 200 for i in range(8, 54)}  # 4 per doubling: 4 s .. 8,192 s
+    stats = DurationStats(200 * len(buckets), buckets)
+    top = stats.bins()[-1][1]
+    for elapsed in (30.0, 300.0, 1000.0):
+        median_end = 2 / (1 / elapsed + 1 / top)
+        assert eta.from_history(stats, elapsed).median == pytest.approx(median_end - elapsed, rel=0.02)
 
 
 def test_history_is_conditioned_on_the_time_already_elapsed():
     stats = stats_of(lognormal(2000, 600))
-    remaining = eta.from_history(stats, 700)
-    # Of those that ran past 700 s, the median finished later than the kind's median.
-    assert 700 + remaining.median > stats.quantile(0.5)
-    assert remaining.low >= eta.MIN_REMAINING_S
+    at_start, later = eta.from_history(stats, 0), eta.from_history(stats, 700)
+    # Having run past most of its kind, it ends later than the kind's typical end, and soon.
+    assert 700 + later.median > at_start.median
+    assert later.median < at_start.median
+    assert later.low >= eta.MIN_REMAINING_S * 0.5
 
 
 def test_past_nearly_all_of_its_kind_history_says_nothing():
@@ -141,23 +139,30 @@ def test_past_nearly_all_of_its_kind_history_says_nothing():
 # ---- blend and estimate ------------------------------------------------------------
 
 
-def test_the_blend_lies_between_its_sources_nearer_the_surer_one():
-    sure = eta.Remaining(90, 100, 110)
-    vague = eta.Remaining(100, 400, 1600)
-    blended = eta.blend(sure, vague)
-    assert 100 < blended.median < 400
-    assert blended.median - 100 < 400 - blended.median
-
-
-def test_the_blend_is_never_narrower_than_the_disagreement():
-    a, b = eta.Remaining(95, 100, 105), eta.Remaining(950, 1000, 1050)
-    blended = eta.blend(a, b)
-    assert blended.low <= 100 * 1.01 and blended.high >= 1000 * 0.99
+def test_with_progress_history_is_the_prior_and_progress_the_likelihood():
+    history = stats_of(lognormal(4000, 1000, sigma=0.6))
+    alone = eta.from_history(history, 100)
+    sure = eta.Remaining(180, 200, 220)
+    combined = eta.from_history(history, 100, sure)
+    # Between the two, nearer the surer; narrower than history alone.
+    assert 200 < combined.median < alone.median
+    assert combined.median - 200 < alone.median - combined.median
+    assert combined.sigma < alone.sigma
 
 
 def test_agreeing_sources_give_a_narrower_interval_than_either():
-    a, b = eta.Remaining(50, 100, 200), eta.Remaining(50, 100, 200)
-    assert eta.blend(a, b).sigma < a.sigma
+    history = stats_of(lognormal(4000, 1000, sigma=0.4))
+    alone = eta.from_history(history, 0)
+    progress = eta.Remaining(alone.low, alone.median, alone.high)
+    combined = eta.from_history(history, 0, progress)
+    assert combined.sigma < min(alone.sigma, progress.sigma)
+    assert combined.median == pytest.approx(alone.median, rel=0.1)
+
+
+def test_progress_pointing_where_no_duration_of_its_kind_lies_is_taken_alone():
+    history = stats_of(lognormal(2000, 600))
+    far = eta.Remaining(0.9e6, 1e6, 1.1e6)
+    assert eta.from_history(history, 100, far) is None
 
 
 def test_no_progress_and_no_history_means_no_estimate():
