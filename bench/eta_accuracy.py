@@ -139,21 +139,22 @@ def evaluate(ops: list[Op], stats: dict[str, DurationStats], policy: Policy, see
                 "err_p50": _pct(errs, 0.5), "err_p90": _pct(errs, 0.9),
                 "coverage": (sum(inside[f][s]) / len(inside[f][s])) if inside[f][s] else None,
             })
-    return {"rows": table, "verdicts": _verdicts(table)}
+    return {"rows": table, "verdicts": _verdicts(table), "random_verdicts": _verdicts(table, (RANDOM,))}
 
 
-def _verdicts(table: list[dict]) -> dict:
-    """AHEAD of a baseline when the blend's median and p90 errors are both lower at every checkpoint;
+def _verdicts(table: list[dict], moments: tuple = CHECKPOINTS) -> dict:
+    """AHEAD of a baseline when the blend's median and p90 errors are both lower at every one of `moments`;
     otherwise BEHIND, naming the figures where it is not."""
     verdicts = {}
     for base in BASELINES:
         short = []
-        for f in CHECKPOINTS:
+        for f in moments:
             a, b = (next(r for r in table if r["checkpoint"] == f and r["strategy"] == s) for s in (BLEND, base))
             if b["paired"] == 0:
                 short = None
                 break
-            short += [f"{key[4:]} at {f:.0%}: {a[key]:.3f} vs {b[key]:.3f}"
+            at = f if isinstance(f, str) else f"{f:.0%}"
+            short += [f"{key[4:]} at {at}: {a[key]:.3f} vs {b[key]:.3f}"
                       for key in ("err_p50", "err_p90") if not a[key] < b[key]]
         verdicts[base] = "n/a" if short is None else "AHEAD" if not short else "BEHIND (" + "; ".join(short) + ")"
     return verdicts
@@ -176,9 +177,11 @@ def run(quick: bool = False, seeds: tuple[int, ...] = SEEDS) -> dict:
             stats = learn(train, policy, seed + 7)
             result = evaluate(test, stats, policy, seed, reporting)
             if seed == seeds[0]:
-                results["workloads"].append({"name": name, "progress": reporting, **result, "seed_verdicts": {}})
+                results["workloads"].append({"name": name, "progress": reporting, **result, "seed_verdicts": {},
+                                                "seed_random_verdicts": {}})
             workload = next(w for w in results["workloads"] if w["name"] == name)
             workload["seed_verdicts"][seed] = result["verdicts"]
+            workload["seed_random_verdicts"][seed] = result["random_verdicts"]
     verdicts = [v for w in results["workloads"] for by_seed in w["seed_verdicts"].values()
                 for v in by_seed.values() if v != "n/a"]
     results["verdict"] = "PASS" if verdicts and all(v == "AHEAD" for v in verdicts) else "MISS"

@@ -150,7 +150,8 @@ def eta_section(r: dict) -> list[str]:
         "from operations at the same elapsed time, about 0.4 of their kind's median, where elapsed time says "
         "almost nothing: the 25 % ones ran long for their kind (they want a later estimate), the 75 % ones short "
         "(an earlier one). No estimate that rests on elapsed time alone serves both; ours takes the calibrated "
-        "reading rather than one tuned to a checkpoint.",
+        "reading rather than one tuned to a checkpoint. The checkpoints' verdicts are the goal; the random moment's "
+        "are shown beside them, for information.",
         "",
         f"Goal: {r['goal']}.",
         "",
@@ -159,10 +160,14 @@ def eta_section(r: dict) -> list[str]:
         by_seed = wl.get("seed_verdicts") or {seeds[0]: wl["verdicts"]}
         out.append(f"**{wl['name']}**:")
         out.append("")
+        at_random = wl.get("seed_random_verdicts") or {}
         for base in wl["verdicts"]:
             if wl["verdicts"][base] == "n/a":
                 continue
             out.append(f"- vs {base}: " + "; ".join(f"seed {seed} **{v[base]}**" for seed, v in by_seed.items()))
+            if at_random:
+                out.append(f"  - (info) at a random moment: " + "; ".join(
+                    f"seed {seed} {v[base]}" for seed, v in at_random.items()))
         out += ["", "| at | strategy | paired | answered | error p50 | error p90 | coverage |",
                 "|---:|---|---:|---:|---:|---:|---:|"]
         for row in wl["rows"]:
