@@ -28,15 +28,29 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(folder)
 
 
-@pytest.fixture(scope="session")
-def emulators():
-    """Both emulators, once per session, named in os.environ for the session."""
+def _running_emulators():
+    """Both emulators, named in os.environ while they run (the previous values come back after)."""
     from functions.local.emulators import Emulators
 
     with Emulators() as running, pytest.MonkeyPatch.context() as patch:
         for key, value in running.env().items():
             patch.setenv(key, value)
         yield running
+
+
+@pytest.fixture(scope="session")
+def emulators():
+    """Both emulators, once per session."""
+    yield from _running_emulators()
+
+
+@pytest.fixture(scope="module")
+def own_emulators():
+    """Emulators of a module's own, stopped at its end, for modules that track thousands of
+    operations: the Pub/Sub emulator keeps a thread per ordering key it has ever seen (its
+    OrderedMessageBacklog.close() does nothing), each waking every second, which would load
+    every later test. A module opts in by overriding `emulators` with this."""
+    yield from _running_emulators()
 
 
 @pytest.fixture

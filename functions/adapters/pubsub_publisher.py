@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import Future, TimeoutError as FutureTimeout
 from typing import Sequence
 
@@ -52,13 +53,16 @@ class Publisher:
                 futures.append(exc)
         results: list[str | Exception] = []
         failed_keys: set[str] = set()
+        # One deadline for the whole call: waiting on each future in turn for the full timeout
+        # would let a stalled Pub/Sub hold a poll run for the timeout times the messages.
+        deadline = time.monotonic() + self._timeout_s + 5
         for message, future in zip(messages, futures):
             result: str | Exception
             if isinstance(future, Exception):
                 result = future
             else:
                 try:
-                    result = future.result(timeout=self._timeout_s + 5)
+                    result = future.result(timeout=max(0.0, deadline - time.monotonic()))
                 except (Exception, FutureTimeout) as exc:
                     result = exc
             key = message.ordering_key

@@ -28,6 +28,12 @@ EXPECTED = {"succeeded": "SUCCEEDED", "failed": "FAILED"}
 BASE_ENV = {"LRO_LEASE_S": "5", "LRO_POLL_CONCURRENCY": "32", "LRO_LOG_LEVEL": "WARNING"}
 
 
+@pytest.fixture(scope="module")
+def emulators(own_emulators):
+    """Emulators of this module's own: it sends thousands of ordering keys through Pub/Sub."""
+    return own_emulators
+
+
 # ---- helpers ------------------------------------------------------------------
 
 def _stack(emulator_env, tmp_path, **env) -> LocalStack:
