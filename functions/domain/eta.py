@@ -17,15 +17,15 @@ magnitude that overestimates what is left several-fold.)
 
 With both sources, history is the prior and progress the likelihood: the
 estimate is their product's median and its 80 % interval the product's 10th..90th
-percentiles. Where history leaves no room at all for what progress says, progress
-alone speaks. With neither there is no estimate (None), never an invented one.
+percentiles. Where history has no duration anywhere near what progress says,
+progress alone speaks. With neither there is no estimate (None), never an invented one.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Sequence
+from typing import Callable, Sequence
 
 from functions.domain.adaptive import MIN_SAMPLES, DurationStats
 
@@ -36,9 +36,12 @@ INTERVAL_LO, INTERVAL_HI = 0.10, 0.90
 Z80 = 1.2816  # the 90th percentile of a standard normal, in standard deviations
 # Past the 95th percentile of its kind, history says nothing about what is left.
 HISTORY_MIN_SURVIVING = 0.05
-# History is read on a grid of remaining times, log-spaced: a few steps inside each of its
-# buckets (adaptive.BUCKETS_PER_DOUBLING) and inside a late progress trend's narrow spread.
+# With progress, the product is read on a grid of remaining times, log-spaced: a few steps inside
+# each of history's buckets (adaptive.BUCKETS_PER_DOUBLING) and inside a late trend's narrow spread,
+# as far as PROGRESS_REACH standard deviations either side of what progress says (beyond, its
+# likelihood is below 4e-6 of its peak).
 GRID_STEPS_PER_DOUBLING = 16
+PROGRESS_REACH = 5.0
 # Progress: the log-spread of a linear extrapolation, floor plus a share of what is left
 # (a rate measured over a small part of the work extrapolates far).
 PROGRESS_SIGMA_FLOOR = 0.10
@@ -117,67 +120,85 @@ def from_history(stats: DurationStats | None, elapsed_s: float,
                  progress: Remaining | None = None) -> Remaining | None:
     """What is left by the kind's durations, `elapsed_s` into the operation's life (module doc),
     times the progress trend's likelihood when given. None with too little history, past its
-    95th percentile, or when progress points where none of the kind's durations lie."""
+    95th percentile, or when none of the kind's durations lies within PROGRESS_REACH of what
+    progress says."""
     if stats is None or stats.count < MIN_SAMPLES:
         return None
     bins = [(lo, hi, n) for lo, hi, n in stats.bins() if hi > elapsed_s]
     surviving = sum(n * math.log(hi / max(lo, elapsed_s)) / math.log(hi / lo) for lo, hi, n in bins)
     if surviving < HISTORY_MIN_SURVIVING * stats.count:
         return None
-    masses = _masses_of_left(bins, elapsed_s, progress)
-    total = sum(masses)
-    if total <= 0:
+    left = _left_by_history(bins, elapsed_s) if progress is None else _left_by_both(bins, elapsed_s, progress)
+    if left is None:
         return None
+    median = max(left(0.5), MIN_REMAINING_S)
+    return Remaining(min(left(INTERVAL_LO), median), median, max(left(INTERVAL_HI), median))
 
-    def quantile(q: float) -> float:
+
+def _left_by_history(bins: list[tuple[float, float, int]], elapsed_s: float) -> Callable[[float], float]:
+    """The q-quantile of the time left, in closed form: inside a bucket durations are log-uniform
+    (density ∝ 1/D, as DurationStats.quantile reads them), so weighed 1/D their density is ∝ 1/D²."""
+    pieces = []
+    for lo, hi, n in bins:
+        start = max(lo, elapsed_s)
+        pieces.append((start, hi, n / math.log(hi / lo) * (1 / start - 1 / hi)))
+    total = sum(mass for *_, mass in pieces)
+
+    def left(q: float) -> float:
         target, seen = q * total, 0.0
-        for i, mass in enumerate(masses):
+        for start, end, mass in pieces:
             if mass > 0 and seen + mass >= target:
-                return _inside_cell(i, (target - seen) / mass)
+                share = (target - seen) / mass
+                return 1 / (1 / start - share * (1 / start - 1 / end)) - elapsed_s
             seen += mass
-        return _grid_edge(len(masses))
+        return pieces[-1][1] - elapsed_s
 
-    median = max(quantile(0.5), MIN_REMAINING_S)
-    return Remaining(min(quantile(INTERVAL_LO), median), median, max(quantile(INTERVAL_HI), median))
-
-
-def _grid_edge(i: int) -> float:
-    """Seconds left at edge i of the grid: 0, then log-spaced from half the minimum."""
-    return 0.0 if i <= 0 else 0.5 * MIN_REMAINING_S * 2.0 ** ((i - 1) / GRID_STEPS_PER_DOUBLING)
+    return left
 
 
-def _inside_cell(i: int, share: float) -> float:
-    """Seconds left `share` of the way through cell i (linearly in the first, geometrically after)."""
-    lo, hi = _grid_edge(i), _grid_edge(i + 1)
-    return hi * share if lo == 0 else lo * (hi / lo) ** share
+def _left_by_both(bins: list[tuple[float, float, int]], elapsed_s: float,
+                  progress: Remaining) -> Callable[[float], float] | None:
+    """The q-quantile of the time left by history (prior) times progress (likelihood), on a grid of
+    time left log-spaced around what progress says; None when history has no duration there."""
+    def cell(seconds: float) -> int:
+        return max(math.floor(GRID_STEPS_PER_DOUBLING * math.log2(max(seconds, 1e-9) / _grid_edge(1))) + 1, 0)
 
-
-def _masses_of_left(bins: list[tuple[float, float, int]], elapsed_s: float,
-                    progress: Remaining | None) -> list[float]:
-    """Unnormalised probability of each grid cell of time left, shortest first."""
-    def cell(left: float) -> int:
-        return max(math.floor(GRID_STEPS_PER_DOUBLING * math.log2(left / _grid_edge(1))) + 1, 0)
-
-    # Cells shorter than the shortest duration left carry nothing: start at the first that may.
-    first = cell(bins[0][0] - elapsed_s) if bins[0][0] - elapsed_s > _grid_edge(1) else 0
-    masses, index = [0.0] * first, 0
-    for i in range(first, cell(bins[-1][1] - elapsed_s) + 1):
+    reach = PROGRESS_REACH * progress.sigma
+    cells = range(max(cell(bins[0][0] - elapsed_s), cell(progress.median * math.exp(-reach))),
+                  min(cell(bins[-1][1] - elapsed_s), cell(progress.median * math.exp(reach))) + 1)
+    masses, index = [], 0
+    for i in cells:
         lo, hi = _grid_edge(i), _grid_edge(i + 1)
-        left = (lo + hi) / 2
-        duration = elapsed_s + left
+        mid = (lo + hi) / 2
+        duration = elapsed_s + mid
         while index < len(bins) and bins[index][1] <= duration:
             index += 1
         if index == len(bins) or bins[index][0] > duration:
             masses.append(0.0)
             continue
-        low_edge, high_edge, n = bins[index]
-        # The bucket's density per second (log-uniform inside it) over the cell's width, weighed 1/duration.
-        mass = n / (duration * math.log(high_edge / low_edge)) * (hi - lo) / duration
-        if progress is not None:
-            z = math.log(left / progress.median) / progress.sigma
-            mass *= math.exp(-0.5 * z * z)
-        masses.append(mass)
-    return masses
+        bucket_lo, bucket_hi, n = bins[index]
+        z = math.log(mid / progress.median) / progress.sigma
+        # The bucket's density per second over the cell's width, weighed 1/duration, times the likelihood.
+        masses.append(n / (duration * math.log(bucket_hi / bucket_lo)) * (hi - lo) / duration * math.exp(-0.5 * z * z))
+    total = sum(masses)
+    if total <= 0:
+        return None
+
+    def left(q: float) -> float:
+        target, seen = q * total, 0.0
+        for i, mass in zip(cells, masses):
+            if mass > 0 and seen + mass >= target:
+                lo, hi, share = _grid_edge(i), _grid_edge(i + 1), (target - seen) / mass
+                return hi * share if lo == 0 else lo * (hi / lo) ** share
+            seen += mass
+        return _grid_edge(cells[-1] + 1)
+
+    return left
+
+
+def _grid_edge(i: int) -> float:
+    """Seconds left at edge i of the grid: 0, then log-spaced from half the minimum."""
+    return 0.0 if i <= 0 else 0.5 * MIN_REMAINING_S * 2.0 ** ((i - 1) / GRID_STEPS_PER_DOUBLING)
 
 
 def estimate(now: datetime, elapsed_s: float, samples: Sequence[Sequence[float]] | None,

@@ -159,10 +159,23 @@ def test_agreeing_sources_give_a_narrower_interval_than_either():
     assert combined.median == pytest.approx(alone.median, rel=0.1)
 
 
+def test_progress_that_says_nothing_leaves_history_as_it_is():
+    history = stats_of(lognormal(4000, 1000, sigma=0.6))
+    shrug = eta.Remaining(1e-30, 1.0, 1e30)  # a likelihood flat over every duration of the kind
+    for elapsed in (0, 800, 2000):
+        alone, combined = eta.from_history(history, elapsed), eta.from_history(history, elapsed, shrug)
+        assert combined.median == pytest.approx(alone.median, rel=0.02)
+        assert combined.low == pytest.approx(alone.low, rel=0.03)
+        assert combined.high == pytest.approx(alone.high, rel=0.02)
+
+
 def test_progress_pointing_where_no_duration_of_its_kind_lies_is_taken_alone():
     history = stats_of(lognormal(2000, 600))
-    far = eta.Remaining(0.9e6, 1e6, 1.1e6)
-    assert eta.from_history(history, 100, far) is None
+    assert eta.from_history(history, 100, eta.Remaining(0.9e6, 1e6, 1.1e6)) is None
+    crawling = samples((-1000, 0), (0, 0.1))  # 0.1 % per 1,000 s: ~1e6 s left, where its kind takes ~600 s
+    estimate = eta.estimate(NOW, 100, crawling, history)
+    assert estimate.basis == "progress"
+    assert estimate.eta == NOW + timedelta(seconds=round(eta.from_progress(crawling, T0).median, 3))
 
 
 def test_no_progress_and_no_history_means_no_estimate():
