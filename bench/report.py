@@ -146,11 +146,12 @@ def eta_section(r: dict) -> list[str]:
         "(75 %) below, so the blend is pulled toward mid-life there, its coverage is off 80 % in opposite "
         "directions, and on a kind spread over orders of magnitude (log-uniform) an operation at 25–75 % of its "
         "life lies inside the interval more often than one at a random moment. Where elapsed time is all there is "
-        "(no progress), the figures that decide the 25 % median and the 75 % p90 against the per-kind median come "
-        "from operations at the same elapsed time, about 0.4 of their kind's median, where elapsed time says "
-        "almost nothing: the 25 % ones ran long for their kind (they want a later estimate), the 75 % ones short "
-        "(an earlier one). No estimate that rests on elapsed time alone serves both; ours takes the calibrated "
-        "reading rather than one tuned to a checkpoint. The checkpoints' verdicts are the goal; the random moment's "
+        "(no progress), the operations that decide the 25 % median against the per-kind median are mostly ones "
+        "that ran long for their kind, seen at 0.30–0.40 of its median (they want a later estimate than the "
+        "median), and those that decide the 75 % p90 include short ones seen at 0.39–0.46 of it (they want an "
+        "earlier one): the same elapsed time, where it says almost nothing (measured on each of the three seeds). "
+        "No estimate that rests on elapsed time alone serves both; ours takes the calibrated reading rather than "
+        "one tuned to a checkpoint. The checkpoints' verdicts are the goal; the random moment's "
         "are shown beside them, for information.",
         "",
         f"Goal: {r['goal']}.",
