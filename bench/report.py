@@ -144,14 +144,18 @@ def eta_section(r: dict) -> list[str]:
         "and its errors be lowest. A fixed checkpoint also tells where in its life the operation is, which the "
         "estimator cannot know: early (25 %) the truth lies above what a random-moment reading expects, late "
         "(75 %) below, so the blend is pulled toward mid-life there, its coverage is off 80 % in opposite "
-        "directions, and on a kind spread over orders of magnitude (log-uniform) an operation at 25–75 % of its "
-        "life lies inside the interval more often than one at a random moment. Where elapsed time is all there is "
+        "directions, and on a kind spread over orders of magnitude it covers more than 80 % at all three: for "
+        "log-uniform durations, weighed 1/D, the interval for the end, t seconds in, is about 1.1·t..10·t, which "
+        "holds the truth exactly when the operation is between 10 % and 90 % of its life: at a random moment 80 % "
+        "of the time, at 25, 50 or 75 % always (short of the histogram's and the polls' granularity). Where elapsed time is all there is "
         "(no progress), the operations that decide the 25 % median against the per-kind median are mostly ones "
         "that ran long for their kind, seen at 0.30–0.40 of its median (they want a later estimate than the "
         "median), and those that decide the 75 % p90 include short ones seen at 0.39–0.46 of it (they want an "
         "earlier one): the same elapsed time, where it says almost nothing (measured on each of the three seeds). "
         "No estimate that rests on elapsed time alone serves both; ours takes the calibrated reading rather than "
-        "one tuned to a checkpoint. The checkpoints' verdicts are the goal; the random moment's "
+        "one tuned to a checkpoint. With progress, the same pull toward mid-life keeps the blend level with linear "
+        "progress alone on the median at 75 % (within 0.01, ahead or behind by seed), ahead on the p90. The "
+        "checkpoints' verdicts are the goal; the random moment's "
         "are shown beside them, for information.",
         "",
         f"Goal: {r['goal']}.",
