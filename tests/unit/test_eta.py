@@ -113,7 +113,8 @@ def test_history_weighs_each_duration_by_how_likely_a_random_moment_of_its_life_
 
 
 def test_on_a_kind_spread_over_orders_of_magnitude_what_is_left_is_about_what_has_run():
-    # Log-uniform durations (equal counts per log-bucket) weighted by 1/D: P(D > x | D > t) = (1/x - 1/top) / (1/t - 1/top).
+    # Log-uniform durations (equal counts per log-bucket) weighted by 1/D:
+    # P(D > x | D > t) = (1/x - 1/top) / (1/t - 1/top).
     buckets = {i: 200 for i in range(8, 54)}  # 4 per doubling: 4 s .. 8,192 s
     stats = DurationStats(200 * len(buckets), buckets)
     top = stats.bins()[-1][1]
