@@ -1,4 +1,4 @@
-"""`python -m bench [--quick] [--only p1,p2,p3,cold,cadence,eta] [--seeds N,N,N]`: run, print, write docs/benchmarks.md.
+"""`python -m bench [--quick] [--only p1,p2,p3,cold,cadence,eta,scale] [--seeds N,N,N]`: run, print, write docs/benchmarks.md.
 
 Always exits 0 when the benchmarks ran (a missed goal is a figure, not a failure).
 """
@@ -12,7 +12,7 @@ import sys
 import time
 import traceback
 
-ALL = ("p1", "p2", "p3", "cold", "cadence", "eta")
+ALL = ("p1", "p2", "p3", "cold", "cadence", "eta", "scale")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,13 +53,16 @@ def main(argv: list[str] | None = None) -> int:
         from bench import eta_accuracy
         seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else eta_accuracy.SEEDS
         attempt("eta", functools.partial(eta_accuracy.run, seeds=seeds))
-    if any(key in selected for key in ("p1", "p3", "cadence")):
+    if any(key in selected for key in ("p1", "p3", "cadence", "scale")):
         from bench import emulators
         try:
             with emulators() as emus:
                 if "p1" in selected:
                     from bench import p1_throughput
                     attempt("p1", p1_throughput.run, emus)
+                if "scale" in selected:
+                    from bench import scale
+                    attempt("scale", scale.run, emus)
                 if "p3" in selected:
                     from bench import p3_memory
                     attempt("p3", p3_memory.run, emus)
@@ -68,9 +71,13 @@ def main(argv: list[str] | None = None) -> int:
                     attempt("cadence", cadence.run, emus)
         except Exception as exc:
             traceback.print_exc()
-            for key in ("p1", "p3", "cadence"):
+            for key in ("p1", "p3", "cadence", "scale"):
                 if key in selected and key not in results:
                     results[key] = {"error": f"emulators: {type(exc).__name__}: {exc}"[:500]}
+
+    if "p1" in results and "p2" in results and "error" not in results["p1"] and "error" not in results["p2"]:
+        from bench import cost
+        results["cost"] = cost.run(results["p1"], results["p2"])
 
     elapsed = time.monotonic() - started
     path = report.write(results, args.quick, elapsed)

@@ -54,40 +54,62 @@ def _f(value, digits: int = 1) -> str:
 
 
 def p1_section(r: dict) -> list[str]:
-    base = r["baseline"]
     out = [
-        "## P1 throughput (one poll run)",
+        "## P1 throughput and cost per poll (one poll run)",
         "",
         f"Real Firestore and Pub/Sub emulators; simulator in its own process at {r['latency_ms']:g} ms per call; "
-        f"{r['operations']:,} due operations, all finished in the simulator (every poll is a state change, "
-        f"so each takes the whole path: claim, GET, record + outbox, publish, outbox delete). "
-        f"Baseline: a naive sequential loop (GET → Firestore write → synchronous publish) over "
-        f"{r['baseline_operations']} operations, same emulators and simulator.",
+        f"{r['operations']:,} due operations per run. *All changes*: every operation has finished in the "
+        "simulator, so every poll is a state change and takes the whole path (GET, record + outbox entry in one "
+        "commit, publish, outbox delete). *Quiet*: every operation is still running and already seen running, so "
+        "every poll changes nothing (GET, one record write). Baselines: a naive sequential loop (GET → Firestore "
+        f"write → synchronous publish on the all-changes path) over {r['baseline_operations']} operations, same "
+        "emulators and simulator, same run. Firestore reads/writes/deletes are counted at the adapter boundary "
+        "(functions/adapters/firestore_usage.py) over the whole run, shard leases and outbox recovery included. "
+        "CPU per GET = the poller process's CPU seconds ÷ GETs (the simulator and emulators run in processes of "
+        "their own).",
         "",
         f"Goal: {r['goal']}.",
         "",
-        "| run | ops polled | wall s | ops/s | × baseline | ceiling (conc ÷ latency) | % of ceiling | result |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
-        f"| naive baseline | {base['operations']} | {_f(base['wall_s'], 2)} | {_f(base['ops_per_s'], 1)} | 1.0 | – | – | |",
+        "| path | run | ops polled | wall s | ops/s | × baseline | % of ceiling | poller CPU ms/GET | "
+        "reads/poll | writes/poll | deletes/poll | result |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for row in r["runs"]:
-        out.append(f"| lrowatch, concurrency {row['concurrency']} | {row['polled']:,} | {_f(row['wall_s'], 2)} | "
-                   f"{_f(row['ops_per_s'], 1)} | {_f(row['ratio'], 1)} | {row['ceiling_ops_per_s']:.0f} | "
-                   f"{row['utilisation']:.0%} | **{row['verdict']}** |")
+    for path, base in r.get("baselines", {"all changes": r["baseline"]}).items():
+        out.append(f"| {path} | naive baseline | {base['operations']} | {_f(base['wall_s'], 2)} | "
+                   f"{_f(base['ops_per_s'], 1)} | 1.0 | – | – | – | – | – | |")
+        for row in (x for x in r["runs"] if x.get("path", "all changes") == path):
+            per = row.get("per_poll", {})
+            out.append(f"| {path} | lrowatch, concurrency {row['concurrency']} | {row['polled']:,} | "
+                       f"{_f(row['wall_s'], 2)} | {_f(row['ops_per_s'], 1)} | {_f(row['ratio'], 1)} | "
+                       f"{row['utilisation']:.0%} of {row['ceiling_ops_per_s']:.0f} | {_f(row.get('cpu_ms_per_get'), 2)} | "
+                       f"{_f(per.get('reads'), 2)} | {_f(per.get('writes'), 2)} | {_f(per.get('deletes'), 2)} | "
+                       f"**{row['verdict']}** |")
     out += ["", "Where the time goes: wall time per adapter call, summed over threads (calls overlap, so totals "
-            "exceed the run's wall time; the due query, claims, group commits and publishing each run on "
-            "threads of their own, beside the GETs, so their time overlaps the GETs'):", ""]
+            "exceed the run's wall time; the due query, group commits and publishing each run on threads of "
+            "their own, beside the GETs).", ""]
     for row in r["runs"]:
         cpu = ", ".join(f"{k} {v} s" for k, v in row["cpu_s"].items())
-        out += [f"*Concurrency {row['concurrency']}* — CPU used during the run: {cpu} "
-                f"(the machine has {os.cpu_count()} cores × {row['wall_s']} s = "
-                f"{(os.cpu_count() or 1) * row['wall_s']:.1f} core-seconds).", "",
-                "| call | calls | total s | mean ms |", "|---|---:|---:|---:|"]
-        out += [f"| {p['call']} | {p['calls']:,} | {p['total_s']:.2f} | {p['mean_ms']:.1f} |" for p in row["profile"]]
-        out.append("")
-    out += ["*Baseline* per operation:", "", "| call | calls | total s | mean ms |", "|---|---:|---:|---:|"]
-    out += [f"| {p['call']} | {p['calls']:,} | {p['total_s']:.2f} | {p['mean_ms']:.1f} |" for p in base["profile"]]
-    return out + [""]
+        out += [f"*{row.get('path', 'all changes')}, concurrency {row['concurrency']}* — CPU used during the "
+                f"run: {cpu} (the machine has {os.cpu_count()} cores × {row['wall_s']} s = "
+                f"{(os.cpu_count() or 1) * row['wall_s']:.1f} core-seconds). Firestore over the run: "
+                f"{row.get('firestore')}.", ""] + _calls_table(row["profile"])
+        spots = row.get("hot_spots")
+        if spots:
+            out += [f"Profile (py-spy, all threads, {spots['samples']:,} samples at 200 Hz). By library: " +
+                    ", ".join(f"{k} {v}%" for k, v in spots["by_library"]) + ".", "",
+                    "| self time | % | total time (incl. callees) | % |", "|---|---:|---|---:|"]
+            for (s_name, s_pct), (t_name, t_pct) in zip(spots["self"], spots["total"]):
+                out.append(f"| `{s_name}` | {s_pct} | `{t_name}` | {t_pct} |")
+            out.append("")
+    for path, base in r.get("baselines", {"all changes": r["baseline"]}).items():
+        out += [f"*Baseline, {path}* per operation:", ""] + _calls_table(base["profile"])
+    return out
+
+
+def _calls_table(profile: list[dict]) -> list[str]:
+    return (["| call | calls | total s | mean ms |", "|---|---:|---:|---:|"]
+            + [f"| {p['call']} | {p['calls']:,} | {p['total_s']:.2f} | {p['mean_ms']:.1f} |" for p in profile]
+            + [""])
 
 
 def p2_section(r: dict) -> list[str]:
@@ -269,6 +291,58 @@ def cadence_section(r: dict) -> list[str]:
     ]
 
 
+def cost_section(r: dict) -> list[str]:
+    out = [
+        "## Cost of tracking 1,000 operations (list prices)",
+        "",
+        f"Job mix: {r['job_mix']}. GETs per operation from P2's simulation of each strategy "
+        f"(lrowatch with adaptation {r['gets_per_op']['lrowatch']:.1f}, the Workflows connector's default "
+        f"polling {r['gets_per_op']['workflows']:.1f}, api-core's default {r['gets_per_op']['api_core']:.1f}); "
+        "Firestore reads/writes/deletes per poll and poller CPU per GET from P1's counts on the quiet and "
+        "all-changes paths, plus one write for each record's creation. Function CPU is the marginal CPU of the "
+        "polls (512 MiB, request-based billing); the scheduled poll runs themselves cost "
+        f"about ${r['fixed_poll_month']:.0f} a month of instance time whatever they track (50 s a minute). "
+        "The GETs themselves are free with every strategy (quota, not money: see the rate limits).",
+        "",
+        "| lrowatch item | count | USD |", "|---|---:|---:|",
+    ]
+    counts = r["counts"]
+    units = {"Firestore reads": counts["Firestore reads"], "Firestore writes": counts["Firestore writes"],
+             "Firestore deletes": counts["Firestore deletes"], "Pub/Sub": f"{counts['Pub/Sub bytes']:,} bytes",
+             "function CPU + memory (marginal)": f"{counts['poller CPU s']} CPU s"}
+    for item, usd in r["lrowatch"].items():
+        count = units.get(item, "")
+        out.append(f"| {item} | {count if isinstance(count, str) else f'{count:,}'} | {usd:.4f} |")
+    out += [f"| **lrowatch, total** | {counts['GETs']:,} GETs | **{r['lrowatch_total']:.4f}** |", "",
+            "| the same tracking as | billed for | USD |", "|---|---|---:|",
+            f"| lrowatch | Firestore, Pub/Sub, poll CPU (above) | {r['lrowatch_total']:.4f} |",
+            f"| a Cloud Workflows connector call per operation | {r['workflows_steps']:,} internal steps (each "
+            f"polling attempt is a step, plus the call's own) | {r['workflows_total']:.4f} |",
+            f"| google-api-core `Operation.result()` in a VM | an e2-small for the 3 h the longest job runs | "
+            f"{r['api_core_total']:.4f} |", "", "Prices (USD, list, no free tier):", ""]
+    out += [f"- {k}: {v['usd']:.10g} — {v['source']}" for k, v in r["prices"].items()]
+    return out + [""]
+
+
+def scale_section(r: dict) -> list[str]:
+    out = [
+        "## Scale: one poll process, then two shard processes, against one backlog",
+        "",
+        f"P1's quiet path (GETs at {r['latency_ms']:g} ms), 2 shards, a fresh backlog of the same size each time; "
+        "each process a fresh interpreter wired as a function instance. The machine's 2 cores are shared by the "
+        "pollers, both emulators and the simulator (and, when this ran, by other engineers' test suites), so the "
+        "gain says how far a second shard process goes on this machine, not on Cloud Run, where each shard run "
+        "gets an instance of its own.",
+        "",
+        "| processes | ops polled | busy s | ops/s | poller CPU s (each) | poller CPU ms/GET | other CPU s |",
+        "|---:|---:|---:|---:|---|---:|---|",
+    ]
+    for row in r["runs"]:
+        out.append(f"| {row['processes']} | {row['polled']:,} | {row['wall_s']} | {row['ops_per_s']} | "
+                   f"{row['poller_cpu_s']} | {row['cpu_ms_per_get']} | {row['other_cpu_s']} |")
+    return out + ["", f"Two shard processes: **{r['gain']:.2f}×** the throughput of one.", ""]
+
+
 def cold_section(r: dict) -> list[str]:
     return [
         "## Cold start (`import main`)",
@@ -291,12 +365,13 @@ def cold_section(r: dict) -> list[str]:
     ]
 
 
-KEYS = ("p1", "p2", "p3", "cold", "cadence", "eta")
-TITLES = {"p1": "P1 throughput", "p2": "P2 lag and cost", "p3": "P3 memory", "cold": "Cold start",
-          "cadence": "Cadence (due → GET)", "eta": "ETA accuracy"}
+KEYS = ("p1", "cost", "scale", "p2", "p3", "cold", "cadence", "eta")
+TITLES = {"p1": "P1 throughput and cost per poll", "p2": "P2 lag and cost", "p3": "P3 memory", "cold": "Cold start",
+          "cadence": "Cadence (due → GET)", "eta": "ETA accuracy", "cost": "Cost of tracking 1,000 operations",
+          "scale": "Scale (shard processes)"}
 # How each benchmark's section heading begins (its own heading, or `## {title}` when it failed).
 HEADINGS = {"p1": "## P1 ", "p2": "## P2 ", "p3": "## P3 ", "cold": "## Cold start", "cadence": "## Cadence",
-            "eta": "## ETA accuracy"}
+            "eta": "## ETA accuracy", "cost": "## Cost", "scale": "## Scale"}
 _KEPT = re.compile(r"^- (.+): kept from an earlier run \(measured (.+?); code (.+)\)$")
 
 
@@ -350,8 +425,11 @@ def write(results: dict, quick: bool, elapsed_s: float, path: Path = REPORT) -> 
         "|---|---|---|",
     ]
     summary = {
-        "p1": lambda r: " / ".join(f"c={x['concurrency']}: {x['ops_per_s']:.0f} ops/s, {x['ratio']:.1f}×, "
-                                    f"{x['utilisation']:.0%} → {x['verdict']}" for x in r["runs"]),
+        "p1": lambda r: " / ".join(f"{x.get('path', 'all changes')} c={x['concurrency']}: {x['ops_per_s']:.0f} "
+                                    f"ops/s, {x['ratio']:.1f}×, {x['utilisation']:.0%}, "
+                                    f"{x.get('cpu_ms_per_get')} ms CPU/GET, "
+                                    f"{(x.get('per_poll') or {}).get('writes')} writes/poll → {x['verdict']}"
+                                    for x in r["runs"]),
         "p2": lambda r: " / ".join(
             f"{w['name'].split(' (')[0]}: " + "; ".join(
                 f"{row['strategy'].split(' (')[0].replace('lrowatch ', '')} {row['verdict']}"
@@ -360,6 +438,11 @@ def write(results: dict, quick: bool, elapsed_s: float, path: Path = REPORT) -> 
                          f"{r['verdict']}") if "growth" in r else r["verdict"],
         "cold": lambda r: f"{r['ratio']:.2f}×, no network: {r['no_network']} → {r['verdict']}",
         "eta": _eta_summary,
+        "cost": lambda r: (f"lrowatch ${r['lrowatch_total']:.3f} (+ ${r['fixed_poll_month']:.0f}/month of poll runs) · "
+                           f"Workflows connector ${r['workflows_total']:.3f} · api-core in a VM "
+                           f"${r['api_core_total']:.3f}"),
+        "scale": lambda r: (f"1 process {r['runs'][0]['ops_per_s']} ops/s, 2 shard processes "
+                            f"{r['runs'][1]['ops_per_s']} ops/s ({r['gain']:.2f}×)"),
         "cadence": lambda r: (f"p50 {r['delay_p50_s']:.3f} s, p95 {r['delay_p95_s']:.3f} s, max "
                               f"{r['delay_max_s']:.3f} s; peak {r['peak_in_flight']}/{r['concurrency']} GETs "
                               f"in flight → {r['verdict']}"),
@@ -373,7 +456,7 @@ def write(results: dict, quick: bool, elapsed_s: float, path: Path = REPORT) -> 
             lines.append(previous[key]["row"])
     lines.append("")
     sections = {"p1": p1_section, "p2": p2_section, "p3": p3_section, "cold": cold_section,
-                "cadence": cadence_section, "eta": eta_section}
+                "cadence": cadence_section, "eta": eta_section, "cost": cost_section, "scale": scale_section}
     for key in KEYS:
         if key in results and "error" not in results[key]:
             lines += sections[key](results[key])

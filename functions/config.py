@@ -14,6 +14,7 @@ from functions.domain.errors import ConfigError, InvalidArgument
 from functions.domain.names import build_ref
 from functions.domain.parents import parse_allowed
 from functions.domain.policy import Policy
+from functions.domain.ratelimit import Limit, parse_limits
 
 # Contract §2 names, and the project's own tuning knobs (documented in README).
 ENV_PROJECT = "GOOGLE_CLOUD_PROJECT"
@@ -37,6 +38,7 @@ ENV_WATCH_SCOPES = "LRO_WATCH_SCOPES"
 ENV_LOG_LEVEL = "LRO_LOG_LEVEL"
 ENV_ALLOWED_PARENTS = "LRO_ALLOWED_PARENTS"
 ENV_HANDLER_TIMEOUT_S = "LRO_HANDLER_TIMEOUT_S"
+ENV_RATE_LIMITS = "LRO_RATE_LIMITS"
 
 # Read by every function (Terraform sets them on all four).
 COMMON_ENV = (
@@ -63,6 +65,7 @@ POLL_ENV = (
     ENV_MAX_PERMANENT_ERRORS,
     ENV_NOT_FOUND_GRACE_S,
     ENV_WATCH_SCOPES,
+    ENV_RATE_LIMITS,
 )
 # Local/testing only: never set by Terraform.
 # LRO_NOTIFY_CA_BUNDLE: extra CAs for webhooks, honoured only with LRO_API_BASE_URL (tests).
@@ -94,6 +97,7 @@ class Settings:
     allowed_parents: tuple[str, ...] | None = None
     # Timeout of the Pub/Sub-pushed functions (handle, submit_pubsub): handle's claims outlive it.
     handler_timeout_s: float = 120.0
+    rate_limits: tuple[Limit, ...] = ()  # configured ones; functions.domain.ratelimit adds the defaults
 
     @property
     def uses_emulators(self) -> bool:
@@ -140,6 +144,10 @@ class Settings:
             raise ConfigError(f"{ENV_ALLOWED_PARENTS}: {exc}") from exc
         for service, parent, _filter in scopes:
             _check_watch_scope(service, parent)
+        try:
+            rate_limits = parse_limits(env.get(ENV_RATE_LIMITS, ""))
+        except InvalidArgument as exc:
+            raise ConfigError(f"{ENV_RATE_LIMITS}: {exc.message}") from exc
         prefixes = tuple(p.strip() for p in env.get(ENV_NOTIFY_URL_PREFIXES, "").split(",") if p.strip())
         for prefix in prefixes:
             if not prefix.startswith("https://") or prefix.count("/") < 3:
@@ -166,6 +174,7 @@ class Settings:
             log_level=(env.get(ENV_LOG_LEVEL) or "INFO").upper(),
             allowed_parents=allowed_parents,
             handler_timeout_s=_number(env, ENV_HANDLER_TIMEOUT_S, 120.0, 10, 600),
+            rate_limits=rate_limits,
         )
 
 

@@ -8,19 +8,27 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from functions import logs
 from functions.config import Settings
+
+if TYPE_CHECKING:  # the services import their adapters' libraries lazily; so does this module
+    from functions.services.handle import HandleService
+    from functions.services.poll import PollService
+    from functions.services.submit import SubmitService
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Services:
+    """The use cases, each built on the ports (functions.ports) its adapters implement."""
+
     settings: Settings
-    submit: "object"
-    poll: "object"
-    handle: "object"
+    submit: "SubmitService"
+    poll: "PollService"
+    handle: "HandleService"
 
 
 @functools.lru_cache(maxsize=8)

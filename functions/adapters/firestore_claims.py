@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry, if_exception_type
 
-from functions.adapters.firestore_store import LOST_RACE, SideCollection
+from functions.adapters.firestore_side import SideCollection
 from functions.domain.errors import TransientError
 
 ACQUIRED, DONE, BUSY = "acquired", "done", "busy"
@@ -44,33 +44,21 @@ class ClaimsUnavailable(TransientError):
 class FirestoreClaims(SideCollection):
 
     def claim(self, key: str, now: datetime, expires_s: float) -> str:
-        """ACQUIRED, DONE or BUSY for the effect named `key`."""
-        ref = self._doc(key)
+        """ACQUIRED, DONE or BUSY for the effect named `key`; an expired in-progress claim (its
+        holder crashed) is taken over."""
         doc = {"status": "IN_PROGRESS", "claimed_at": now, "expires_at": now + timedelta(seconds=expires_s)}
+
+        def may_take(current: dict) -> bool:
+            return current.get("status") != "COMPLETED" and current["expires_at"] <= now
+
         with _wrapped(key):
-            for _ in range(3):  # a claim deleted between our create and get: try again
-                try:
-                    ref.create(doc, retry=RETRY, timeout=CALL_TIMEOUT_S)
-                    return ACQUIRED
-                except gexc.AlreadyExists:
-                    pass
-                snapshot = ref.get(retry=RETRY, timeout=CALL_TIMEOUT_S)
-                if not snapshot.exists:
-                    continue
-                current = snapshot.to_dict()
-                if current.get("status") == "COMPLETED":
-                    return DONE
-                if current["expires_at"] > now:
-                    return BUSY
-                try:  # an expired in-progress claim: its holder crashed, take it over
-                    ref.update(doc, option=self.client.write_option(last_update_time=snapshot.update_time),
-                               retry=RETRY, timeout=CALL_TIMEOUT_S)
-                    return ACQUIRED
-                except LOST_RACE:
-                    return BUSY
-        return BUSY
+            taken = self.take_one(key, doc, may_take, retry=RETRY, timeout=CALL_TIMEOUT_S)
+        if taken.taken:
+            return ACQUIRED
+        return DONE if (taken.current or {}).get("status") == "COMPLETED" else BUSY
 
     def complete(self, key: str, result: dict, now: datetime, keep_days: float) -> None:
+        self.usage.write()
         with _wrapped(key):
             self._doc(key).update({
                 "status": "COMPLETED", "result": json.dumps(result, separators=(",", ":"), default=str),
@@ -78,6 +66,7 @@ class FirestoreClaims(SideCollection):
                 retry=RETRY, timeout=CALL_TIMEOUT_S)
 
     def release(self, key: str) -> None:
+        self.usage.delete()
         with _wrapped(key):
             self._doc(key).delete(retry=RETRY, timeout=CALL_TIMEOUT_S)
 
@@ -89,6 +78,7 @@ class FirestoreClaims(SideCollection):
         return json.loads(doc.get("result") or "{}")
 
     def get(self, key: str) -> dict | None:
+        self.usage.read()
         with _wrapped(key):
             snapshot = self._doc(key).get(retry=RETRY, timeout=CALL_TIMEOUT_S)
         return snapshot.to_dict() if snapshot.exists else None

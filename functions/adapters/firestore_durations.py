@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from functions.adapters.firestore_store import SideCollection
+from functions.adapters.firestore_lib import library
+from functions.adapters.firestore_side import SideCollection
 from functions.domain.adaptive import DurationStats
 
 
@@ -19,20 +20,21 @@ class FirestoreDurations(SideCollection):
         refs = [self._doc(k) for k in dict.fromkeys(keys)]
         if not refs:
             return {}
-        return {s.id: DurationStats.from_dict(s.to_dict())
-                for s in self.client.get_all(refs) if s.exists}
+        snapshots = list(self.client.get_all(refs))
+        self.usage.read(len(refs))
+        return {s.id: DurationStats.from_dict(s.to_dict()) for s in snapshots if s.exists}
 
     def add(self, additions: dict[str, DurationStats]) -> None:
         """Add each summary's counts to its document (created on first use)."""
-        from google.cloud import firestore
+        firestore = library().firestore
 
-        if not additions:
+        counted = {key: stats for key, stats in additions.items() if stats.count > 0}
+        if not counted:
             return
         batch = self.client.batch()
-        for key, stats in additions.items():
-            if stats.count <= 0:
-                continue
+        for key, stats in counted.items():
             increments = {str(i): firestore.Increment(n) for i, n in stats.buckets.items()}
             batch.set(self._doc(key), {"key": key, "count": firestore.Increment(stats.count),
                                        "buckets": increments}, merge=True)
+        self.usage.write(len(counted))
         batch.commit()

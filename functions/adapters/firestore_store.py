@@ -1,45 +1,37 @@
-"""Firestore persistence: operation records, the event outbox, effect claims.
+"""Firestore persistence: operation records and the event outbox.
 
-Writes that race (claims, poll results) use update-time preconditions rather
-than transactions: the emulator and Standard edition lock pessimistically, so
-optimistic preconditions keep contended work fast and never block readers.
+Writes that race (poll results, handle's outcomes) use update-time
+preconditions rather than transactions: the emulator and Standard edition lock
+pessimistically, so optimistic preconditions keep contended work fast and
+never block readers. A poll result is written as the fields it changed only,
+guarded by the version (update time) it was decided on.
+
+Every call counts what Firestore bills (functions.adapters.firestore_usage).
 """
 from __future__ import annotations
 
 import base64
 import logging
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Iterator
+from datetime import datetime
+from typing import Any, Iterable, Iterator
 
 from google.api_core import exceptions as gexc
 
+from functions.adapters.firestore_side import LOST_RACE, SideCollection  # noqa: F401 (re-exported)
+from functions.adapters.firestore_usage import Usage
+from functions.adapters.firestore_lib import library
 from functions.adapters.lazy import Lazy
 from functions.domain.errors import InvalidArgument
-from functions.domain.events import Message, outbox_id
-from functions.domain.record import Record
+from functions.domain.events import Message, OutboxEntry, outbox_id
+from functions.domain.record import Record, Versioned
 from functions.domain.states import ACTIVE
 from functions.domain.tracking import Decision
 
 log = logging.getLogger(__name__)
 
-LOST_RACE = (gexc.FailedPrecondition, gexc.Aborted, gexc.NotFound)
-
-
-@dataclass(frozen=True)
-class Claimed:
-    """A record this run holds a lease on, with the write time that proves it."""
-
-    record: Record
-    update_time: Any
-
-
-@dataclass(frozen=True)
-class OutboxEntry:
-    id: str
-    topic: str  # "events" | "commands"
-    message: Message
-    created_at: datetime
+_ACTIVE_STATES = [s.value for s in ACTIVE]
+# A guarded write that lost: someone else wrote (or deleted) the document since it was read.
+_LOST_RACE_CODES = (5, 9, 10)  # NOT_FOUND, FAILED_PRECONDITION, ABORTED
 
 
 class FirestoreStore:
@@ -47,11 +39,14 @@ class FirestoreStore:
         self._project = project
         self._collection = collection
         self._client = Lazy(self._new_client, client)
+        self.usage = Usage()
 
     def _new_client(self):
-        from google.cloud import firestore
-
-        return firestore.Client(project=self._project)
+        client = library().firestore.Client(project=self._project)
+        # The client builds its gRPC channel on first use, unguarded: threads making their first
+        # calls at once would each build one. Build it here, under the Lazy lock.
+        getattr(client, "_firestore_api", None)
+        return client
 
     @property
     def client(self):
@@ -68,31 +63,44 @@ class FirestoreStore:
         """Create unless it exists: `create()` is atomic, so concurrent submits make one record."""
         ref = self._records().document(record.id)
         try:
+            self.usage.write()
             ref.create(record.to_doc())
             return record, True
         except gexc.AlreadyExists:
             existing = self.get(record.id)
             if existing is None:  # deleted in between (TTL): extremely unlikely; try once more
+                self.usage.write()
                 ref.create(record.to_doc())
                 return record, True
             return existing, False
 
     def get(self, operation_id: str) -> Record | None:
-        snapshot = self._records().document(operation_id).get()
+        snapshot = self._snapshot(operation_id)
         return Record.from_doc(snapshot.to_dict()) if snapshot.exists else None
 
-    def get_with_time(self, operation_id: str) -> Claimed | None:
-        snapshot = self._records().document(operation_id).get()
-        return Claimed(Record.from_doc(snapshot.to_dict()), snapshot.update_time) if snapshot.exists else None
+    def get_versioned(self, operation_id: str) -> Versioned | None:
+        snapshot = self._snapshot(operation_id)
+        return Versioned(Record.from_doc(snapshot.to_dict()), snapshot.update_time) if snapshot.exists else None
+
+    def _snapshot(self, operation_id: str):
+        self.usage.read()
+        return self._records().document(operation_id).get()
 
     def update_fields(self, operation_id: str, changes: dict) -> None:
         """A field-level update that does not disturb other writers' fields."""
+        self.usage.write()
         self._records().document(operation_id).update(changes)
+
+    def existing_ids(self, operation_ids: list[str]) -> set[str]:
+        """Which of these records exist, in one batched read (ids only)."""
+        refs = [self._records().document(i) for i in operation_ids]
+        self.usage.read(len(refs))
+        return {s.id for s in self.client.get_all(refs, field_paths=["state"]) if s.exists}
 
     def list(self, *, state: str | None = None, service: str | None = None, labels: dict | None = None,
              limit: int = 50, page_token: str | None = None) -> tuple[list[Record], str | None]:
         """Equality filters ordered by id: served by single-field indexes (no composite needed)."""
-        from google.cloud.firestore_v1.base_query import FieldFilter
+        FieldFilter = library().FieldFilter
 
         query = self._records()
         if state:
@@ -105,174 +113,173 @@ class FirestoreStore:
         if page_token:
             query = query.start_after({"__name__": self._records().document(_decode_token(page_token))})
         records = [Record.from_doc(s.to_dict()) for s in query.stream()]
+        self.usage.read(max(1, len(records)))
         more = len(records) > limit
         records = records[:limit]
         return records, (_encode_token(records[-1].id) if more and records else None)
 
     # Polling ---------------------------------------------------------------
-    def _due_query(self, now: datetime, shard: int | None):
-        from google.cloud.firestore_v1.base_query import FieldFilter
+    def _active(self, shards: frozenset[int] | None):
+        """Active records of `shards` (None: all). One shard is an equality on the shard field, served
+        by the by_shard index; several are filtered after the query (see due_page)."""
+        FieldFilter = library().FieldFilter
 
         query = self._records()
-        if shard is not None:
-            query = query.where(filter=FieldFilter("shard", "==", shard))
-        query = query.where(filter=FieldFilter("state", "in", [s.value for s in ACTIVE]))
-        return query.where(filter=FieldFilter("next_poll_at", "<=", now)).order_by("next_poll_at")
+        if shards is not None and len(shards) == 1:
+            query = query.where(filter=FieldFilter("shard", "==", next(iter(shards))))
+        return query.where(filter=FieldFilter("state", "in", _ACTIVE_STATES))
 
-    def due(self, now: datetime, limit: int, shard: int | None = None) -> list[Claimed]:
-        """Due records with their update times, oldest due first."""
-        return self.due_page(now, limit, shard)[0]
+    def _due_query(self, now: datetime, shards: frozenset[int] | None):
+        FieldFilter = library().FieldFilter
 
-    def due_page(self, now: datetime, limit: int, shard: int | None = None,
-                 after: Any = None) -> tuple[list[Claimed], Any]:
-        """One page of due records, oldest due first, and the cursor after it (None at the end).
+        return self._active(shards).where(filter=FieldFilter("next_poll_at", "<=", now)).order_by("next_poll_at")
+
+    def due_page(self, now: datetime, limit: int, shards: frozenset[int] | None = None,
+                 after: Any = None) -> tuple[list[Versioned], Any]:
+        """One page of due records with their versions, oldest due first, and the cursor after it
+        (None at the end).
 
         `after` continues from the previous page's cursor rather than from the top, so a
         run walks a large backlog one page at a time without re-reading what it passed.
+        With several (not all) shards, other shards' records are read and dropped: a run
+        holds a subset only while another run still finishes the rest.
         """
-        query = self._due_query(now, shard).limit(limit)
+        query = self._due_query(now, shards).limit(limit)
         if after is not None:
             query = query.start_after(after)
         snapshots = list(query.stream())
-        page = [Claimed(Record.from_doc(s.to_dict()), s.update_time) for s in snapshots]
+        self.usage.read(max(1, len(snapshots)))
+        page = [Versioned(Record.from_doc(s.to_dict()), s.update_time) for s in snapshots
+                if shards is None or len(shards) == 1 or s.get("shard") in shards]
         return page, (snapshots[-1] if len(snapshots) == limit else None)
 
-    def next_due_at(self, shard: int | None = None) -> datetime | None:
-        from google.cloud.firestore_v1.base_query import FieldFilter
+    def next_due_at(self, shards: frozenset[int] | None = None) -> datetime | None:
+        query = self._active(shards).order_by("next_poll_at")
+        if shards is not None and len(shards) > 1:
+            query = query.limit(50)  # a few pages' worth of others' records before giving up
+        else:
+            query = query.limit(1)
+        found = None
+        reads = 0
+        for snapshot in query.stream():
+            reads += 1
+            if shards is None or len(shards) == 1 or snapshot.get("shard") in shards:
+                found = snapshot.get("next_poll_at")
+                break
+        self.usage.read(max(1, reads))
+        return found
 
-        query = self._records()
-        if shard is not None:
-            query = query.where(filter=FieldFilter("shard", "==", shard))
-        query = query.where(filter=FieldFilter("state", "in", [s.value for s in ACTIVE]))
-        for snapshot in query.order_by("next_poll_at").limit(1).stream():
-            return snapshot.get("next_poll_at")
-        return None
-
-    def due_count(self, now: datetime, shard: int | None, up_to: int) -> int:
+    def due_count(self, now: datetime, shards: frozenset[int] | None, up_to: int) -> int:
         """How many operations are due, counted server-side up to `up_to` (no documents read)."""
-        query = self._due_query(now, shard).limit(up_to)
+        query = self._due_query(now, shards).limit(up_to)
+        self.usage.read(max(1, -(-up_to // 1000)))
         for result in query.count().get():
             return int(result[0].value)
         return 0
 
-    def claim_many(self, candidates: list[Claimed], run_id: str, lease_until: datetime,
-                   now: datetime) -> list[Claimed]:
-        """Lease many records in one BatchWrite; each write is guarded on its own, so a lost race
-        (another run, a handle write) drops only that record."""
-        from google.cloud.firestore_v1.bulk_batch import BulkWriteBatch
-
-        if not candidates:
-            return []
-        changes = {"lease_owner": run_id, "next_poll_at": lease_until, "updated_at": now}
-        batch = BulkWriteBatch(self.client)
-        for candidate in candidates:
-            batch.update(self._records().document(candidate.record.id), changes,
-                         option=self.client.write_option(last_update_time=candidate.update_time))
-        response = batch.commit()
-        return [Claimed(c.record.with_changes(**changes), result.update_time)
-                for c, status, result in zip(candidates, response.status, response.write_results)
-                if status.code == 0]
-
-    def reschedule_many(self, items: list[tuple[Claimed, datetime]], now: datetime) -> int:
+    def reschedule_many(self, items: list[tuple[Versioned, datetime]], now: datetime) -> int:
         """Move records' next poll later (adaptive first poll), each guarded; returns how many moved."""
-        from google.cloud.firestore_v1.bulk_batch import BulkWriteBatch
+        BulkWriteBatch = library().BulkWriteBatch
 
         if not items:
             return 0
         batch = BulkWriteBatch(self.client)
-        for claimed, when in items:
-            batch.update(self._records().document(claimed.record.id), {"next_poll_at": when, "updated_at": now},
-                         option=self.client.write_option(last_update_time=claimed.update_time))
+        for versioned, when in items:
+            batch.update(self._records().document(versioned.record.id), {"next_poll_at": when, "updated_at": now},
+                         option=self.client.write_option(last_update_time=versioned.version))
+        self.usage.write(len(items))
         return sum(1 for status in batch.commit().status if status.code == 0)
 
-    def commit_quiet(self, items: list[tuple[Claimed, Decision]]) -> list[Any]:
-        """Poll results that publish nothing, in one BatchWrite; None where the guard failed."""
-        from google.cloud.firestore_v1.bulk_batch import BulkWriteBatch
+    def commit(self, items: list[tuple[Versioned, Decision]]) -> list[Any]:
+        """Poll results: each record's changed fields, guarded by the version it was decided on.
+        Returns each record's new version, or None where someone else wrote it since.
 
-        if not items:
-            return []
-        batch = BulkWriteBatch(self.client)
-        for claimed, decision in items:
-            batch.update(self._records().document(claimed.record.id), decision.record.to_doc(),
-                         option=self.client.write_option(last_update_time=claimed.update_time))
+        A result that publishes nothing is one write, all of them in one BatchWrite. A result
+        with messages is its record and its outbox entries in one atomic commit: a change is
+        never written without its event, nor the event without it. They go in one atomic
+        commit together; if that fails (nothing is written), each goes alone, so only the
+        raced ones come back None.
+
+        A write Firestore refuses for itself (too large, say) comes back as its exception,
+        so that it stays that operation's error and the others land.
+        """
+        versions: list[Any] = [None] * len(items)
+        quiet = [i for i, (_, d) in enumerate(items) if not _messages(d)]
+        outboxed = [i for i, (_, d) in enumerate(items) if _messages(d)]
+        if quiet:
+            for i, version in zip(quiet, self._commit_quiet([items[i] for i in quiet])):
+                versions[i] = version
+        if outboxed:
+            together = self._commit_atomic([items[i] for i in outboxed])
+            if isinstance(together, list):
+                for i, version in zip(outboxed, together):
+                    versions[i] = version
+            elif len(outboxed) == 1:
+                versions[outboxed[0]] = together
+            else:
+                for i in outboxed:
+                    alone = self._commit_atomic([items[i]])
+                    versions[i] = alone[0] if isinstance(alone, list) else alone
+        return versions
+
+    def _commit_quiet(self, items: list[tuple[Versioned, Decision]]) -> list[Any]:
+        BulkWriteBatch = library().BulkWriteBatch
+
+        batch, written = BulkWriteBatch(self.client), []
+        versions: list[Any] = [v.version for v, _ in items]  # nothing changed: the version stands
+        for i, (versioned, decision) in enumerate(items):
+            changes = decision.record.doc_changes(versioned.record)
+            if changes:
+                batch.update(self._records().document(versioned.record.id), changes,
+                             option=self.client.write_option(last_update_time=versioned.version))
+                written.append(i)
+        if not written:
+            return versions
+        self.usage.write(len(written))
         response = batch.commit()
-        return [result.update_time if status.code == 0 else None
-                for status, result in zip(response.status, response.write_results)]
+        for i, status, result in zip(written, response.status, response.write_results):
+            if status.code == 0:
+                versions[i] = result.update_time
+            elif status.code in _LOST_RACE_CODES:
+                versions[i] = None
+            else:
+                versions[i] = gexc.InvalidArgument(f"write refused (code {status.code}): {status.message}"[:500])
+        return versions
 
-    def existing_ids(self, operation_ids: list[str]) -> set[str]:
-        """Which of these records exist, in one batched read (ids only)."""
-        refs = [self._records().document(i) for i in operation_ids]
-        return {s.id for s in self.client.get_all(refs, field_paths=["state"]) if s.exists}
-
-    def claim(self, claimed: Claimed, run_id: str, lease_until: datetime, now: datetime) -> Claimed | None:
-        """Take a lease by pushing next_poll_at past the lease; None if another writer got there first."""
-        changes = {"lease_owner": run_id, "next_poll_at": lease_until, "updated_at": now}
-        try:
-            result = self._records().document(claimed.record.id).update(
-                changes, option=self.client.write_option(last_update_time=claimed.update_time))
-        except LOST_RACE:
-            return None
-        return Claimed(claimed.record.with_changes(**changes), result.update_time)
-
-    def commit(self, claimed: Claimed, decision: Decision) -> Any:
-        """Record and its outbox entries in one atomic batch, guarded by the lease's write time.
-
-        Returns the new update time, or None when someone else wrote the record
-        since (the caller re-reads and decides again).
-        """
-        times = self.commit_many([(claimed, decision)])
-        return times[0] if times else None
-
-    def commit_many(self, items: list[tuple[Claimed, Decision]]) -> list[Any] | None:
-        """Several records and their outbox entries in one atomic batch, each record guarded by its
-        own write time: a state change is never written without its event, nor the event without it.
-
-        Returns the records' new update times, or None when any guard failed (nothing was written;
-        the caller retries them one by one).
-        """
-        from google.cloud import firestore
+    def _commit_atomic(self, items: list[tuple[Versioned, Decision]]) -> list[Any] | Exception | None:
+        """The items' new versions; None when a guard failed; the exception Firestore raised."""
+        firestore = library().firestore
 
         batch = self.client.batch()
         record_writes: list[int] = []  # each record's index among the batch's writes
         writes = 0
-        for claimed, decision in items:
+        for versioned, decision in items:
             record_writes.append(writes)
-            batch.update(self._records().document(claimed.record.id), decision.record.to_doc(),
-                         option=self.client.write_option(last_update_time=claimed.update_time))
+            batch.update(self._records().document(versioned.record.id), decision.record.doc_changes(versioned.record),
+                         option=self.client.write_option(last_update_time=versioned.version))
             writes += 1
-            for topic, message in (("events", decision.event), ("commands", decision.command)):
-                if message is not None:
-                    batch.set(self._outbox().document(outbox_id(topic, message)),
-                              {**message.to_doc(), "topic": topic, "created_at": firestore.SERVER_TIMESTAMP,
-                               "operation_id": claimed.record.id, "sequence": decision.record.sequence})
-                    writes += 1
+            for topic, message in _messages(decision):
+                batch.set(self._outbox().document(outbox_id(topic, message)),
+                          {**message.to_doc(), "topic": topic, "created_at": firestore.SERVER_TIMESTAMP,
+                           "operation_id": versioned.record.id, "sequence": decision.record.sequence})
+                writes += 1
+        self.usage.write(writes)
         try:
             results = batch.commit()
         except LOST_RACE:
             return None
+        except gexc.GoogleAPICallError as exc:
+            return exc
         return [results[i].update_time for i in record_writes]
 
     # Outbox ----------------------------------------------------------------
-    def add_outbox(self, topic: str, message: Message, operation_id: str, sequence: int) -> str:
-        from google.cloud import firestore
-
-        entry_id = outbox_id(topic, message)
-        self._outbox().document(entry_id).set(
-            {**message.to_doc(), "topic": topic, "created_at": firestore.SERVER_TIMESTAMP,
-             "operation_id": operation_id, "sequence": sequence})
-        return entry_id
-
-    def outbox(self, older_than: datetime, limit: int = 500) -> list[OutboxEntry]:
-        """The oldest page of entries recorded before `older_than`, oldest first."""
-        return next(self.outbox_pages(older_than, limit), [])
-
     def outbox_pages(self, older_than: datetime, page_size: int = 500) -> Iterator[list[OutboxEntry]]:
         """Entries recorded before `older_than`, page by page, oldest first.
 
         Creation order is per-operation sequence order: an operation's next
         change is recorded only after its previous one was committed.
         """
-        from google.cloud.firestore_v1.base_query import FieldFilter
+        FieldFilter = library().FieldFilter
 
         base = (self._outbox().where(filter=FieldFilter("created_at", "<=", older_than))
                 .order_by("created_at").order_by("__name__").limit(page_size))
@@ -281,6 +288,7 @@ class FirestoreStore:
             if last is not None:
                 query = base.start_after(last)
             snapshots = list(query.stream())
+            self.usage.read(max(1, len(snapshots)))
             if not snapshots:
                 return
             yield [OutboxEntry(s.id, s.get("topic"), Message.from_doc(s.to_dict()), s.get("created_at"))
@@ -296,17 +304,27 @@ class FirestoreStore:
         last = None
         while True:
             page = list((query.start_after(last) if last is not None else query).stream())
+            self.usage.read(max(1, len(page)))
             ids.update(s.get("operation_id") for s in page if s.get("operation_id"))
             if len(page) < 1000:
                 return ids
             last = page[-1]
 
-    def delete_outbox(self, entry_ids: list[str]) -> None:
+    def delete_outbox(self, entry_ids: Iterable[str]) -> None:
+        """Published entries, deleted in batches (the outbox clean-up)."""
+        entry_ids = list(entry_ids)
         for start in range(0, len(entry_ids), 400):
             batch = self.client.batch()
-            for entry_id in entry_ids[start:start + 400]:
+            chunk = entry_ids[start:start + 400]
+            for entry_id in chunk:
                 batch.delete(self._outbox().document(entry_id))
+            self.usage.delete(len(chunk))
             batch.commit()
+
+
+def _messages(decision: Decision) -> list[tuple[str, Message]]:
+    return [(topic, m) for topic, m in (("events", decision.event), ("commands", decision.command))
+            if m is not None]
 
 
 def _encode_token(last_id: str) -> str:
@@ -321,18 +339,3 @@ def _decode_token(token: str) -> str:
     if not value or not all(c in "0123456789abcdef" for c in value) or len(value) > 64:
         raise InvalidArgument("page_token is not valid")
     return value
-
-
-class SideCollection:
-    """A collection beside the records' (claims, leases, durations), on the store's lazy client."""
-
-    def __init__(self, store: FirestoreStore, collection: str):
-        self._store = store
-        self._collection = collection
-
-    @property
-    def client(self):
-        return self._store.client
-
-    def _doc(self, key: str):
-        return self.client.collection(self._collection).document(key)

@@ -41,6 +41,16 @@ class Message:
         return cls(json.loads(doc["data"]), dict(doc.get("attributes") or {}), doc.get("ordering_key", ""))
 
 
+@dataclass(frozen=True)
+class OutboxEntry:
+    """A message committed with its change and not yet published."""
+
+    id: str
+    topic: str  # "events" | "commands"
+    message: Message
+    created_at: datetime | None
+
+
 def event_id(operation_id: str, sequence: int) -> str:
     return f"{operation_id}-{sequence}"
 

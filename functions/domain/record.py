@@ -105,15 +105,13 @@ class Record:
 
     # Firestore document form -------------------------------------------------
     def to_doc(self) -> dict:
-        doc = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in _JSON_FIELDS:
-                value = None if value is None else json.dumps(value, separators=(",", ":"))
-            elif isinstance(value, State):
-                value = value.value
-            doc[f.name] = value
-        return doc
+        return {name: _encoded(name, getattr(self, name)) for name in _FIELD_NAMES}
+
+    def doc_changes(self, before: "Record") -> dict:
+        """The document fields in which this version differs from `before`: all that a write
+        guarded by `before`'s version needs to send (less to encode, less on the wire)."""
+        return {name: _encoded(name, value) for name in _FIELD_NAMES
+                if (value := getattr(self, name)) != getattr(before, name)}
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> "Record":
@@ -176,6 +174,23 @@ class Record:
             return {}
         return {"eta": rfc3339(self.eta), "eta_low": rfc3339(self.eta_low), "eta_high": rfc3339(self.eta_high),
                 "eta_basis": self.eta_basis}
+
+
+@dataclass(frozen=True)
+class Versioned:
+    """A record with the store's version of it (its write time): the precondition of the next write."""
+
+    record: Record
+    version: Any
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(Record))
+
+
+def _encoded(name: str, value: Any) -> Any:
+    if name in _JSON_FIELDS:
+        return None if value is None else json.dumps(value, separators=(",", ":"))
+    return value.value if isinstance(value, State) else value
 
 
 def fits(value: Any, limit: int = RECORD_JSON_LIMIT) -> bool:

@@ -1,6 +1,7 @@
-"""Pure rules of poll runs: Scheduler de-duplication windows and shard fan-out."""
+"""Pure rules of poll runs: lease keys, Scheduler de-duplication windows, shard fan-out."""
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
 # Fan out when more operations are due at once than one run GETs in ~5 s
@@ -10,6 +11,28 @@ FANOUT_BACKLOG_PER_SLOT = 50
 SHARD_MESSAGE_TYPE = "poll_shard"
 # A finished run's marker is kept this long, so a late Scheduler retry of it is still recognised.
 MARKER_KEEP_S = 600.0
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.~-]")
+
+
+def lease_key(*parts: str) -> str:
+    """A document id from free text (schedule times hold ':'; ids may not hold '/')."""
+    return _UNSAFE.sub("_", "-".join(parts))[:1400]
+
+
+def schedule_key(schedule_time: str, shard: int | None) -> str:
+    """The marker of one Cloud Scheduler tick (per shard), so a retry of it is recognised."""
+    return lease_key("run", schedule_time, "" if shard is None else str(shard))
+
+
+def shard_key(shard: int) -> str:
+    return lease_key("shard", str(shard))
+
+
+def shard_request(shard: int, budget_s: float, requested_at: str) -> dict:
+    """The data of a shard-run message on the poll-shards topic (pushed back to poll)."""
+    return {"type": SHARD_MESSAGE_TYPE, "shard": shard, "budget_s": budget_s, "requested_at": requested_at}
 
 
 def fanout_threshold(concurrency: int) -> int:

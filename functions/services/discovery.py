@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable
 
-from functions.adapters.firestore_leases import lease_key
+from functions.domain.runs import lease_key
 from functions.config import Settings
 from functions.domain.errors import InvalidArgument, PermissionDenied
 from functions.domain.names import build_ref
 from functions.domain.parents import check_allowed
 from functions.domain.record import utcnow
 from functions.domain.submission import parse_submission
+from functions.ports import Leases, OperationsApi, RecordStore
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,9 @@ class DiscoverySummary:
 
 
 class Discovery:
-    def __init__(self, settings: Settings, store, leases, api, *, clock: Callable = utcnow,
-                 monotonic: Callable[[], float] = time.monotonic, interval_s: float = WATCH_INTERVAL_S):
+    def __init__(self, settings: Settings, store: RecordStore, leases: Leases, api: OperationsApi, *,
+                 clock: Callable = utcnow, monotonic: Callable[[], float] = time.monotonic,
+                 interval_s: float = WATCH_INTERVAL_S):
         self._settings = settings
         self._store = store
         self._leases = leases
@@ -71,7 +73,8 @@ class Discovery:
         key = lease_key("watch", hashlib.sha256(f"{service}\n{parent}\n{filter_}".encode()).hexdigest()[:16])
         now = self._clock()
         until = now + timedelta(seconds=self._interval_s)
-        if not self._leases.acquire(key, run_id, now, until, service=service, parent=parent, filter=filter_):
+        version = self._leases.acquire(key, run_id, now, until, service=service, parent=parent, filter=filter_)
+        if not version:
             return  # listed less than an interval ago (or being listed)
         # Refused before any request: a scope outside LRO_ALLOWED_PARENTS is a configuration error.
         check_allowed(self._settings.allowed_parents, name=parent)
@@ -80,16 +83,16 @@ class Discovery:
         try:
             token = self._list_scope(service, parent, filter_, token, stop_at, summary)
         except Exception:
-            self._release(key, run_id)
+            self._release(key, version)
             raise
         if token:  # cut off by the budget: the next run goes on from this page
-            self._leases.extend(key, run_id, self._clock(), page_token=token)
+            self._leases.renew({key: version}, self._clock(), page_token=token)
         else:
-            self._leases.extend(key, run_id, until, page_token="")
+            self._leases.renew({key: version}, until, page_token="")
 
-    def _release(self, key: str, run_id: str) -> None:
+    def _release(self, key: str, version) -> None:
         try:
-            self._leases.extend(key, run_id, self._clock())
+            self._leases.renew({key: version}, self._clock())
         except Exception:  # the lease then ends on its own, an interval later
             log.warning("could not release a watch scope's lease", extra={"lease": key}, exc_info=True)
 

@@ -23,6 +23,7 @@ from functions.domain.errors import InvalidArgument, TransientError
 from functions.domain.names import build_ref, is_operation_id
 from functions.domain.record import Record, rfc3339, utcnow
 from functions.domain.states import State
+from functions.ports import Claims, OperationsApi, Publisher, RecordStore
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,8 @@ class RecordBehind(TransientError):
 
 
 class HandleService:
-    def __init__(self, settings: Settings, store, claims, api, publisher, notifier=None, *,
+    def __init__(self, settings: Settings, store: RecordStore, claims: Claims, api: OperationsApi,
+                 publisher: Publisher, notifier=None, *,
                  clock: Callable = utcnow):
         self._settings = settings
         self._store = store

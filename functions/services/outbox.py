@@ -19,6 +19,7 @@ from typing import Callable
 
 from functions.config import Settings
 from functions.domain.events import Message, outbox_id
+from functions.ports import Outbox, Publisher
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ TOPIC_KINDS = ("events", "commands")
 
 
 class OutboxRelay:
-    def __init__(self, settings: Settings, store, publisher, summary, *, clock: Callable,
+    def __init__(self, settings: Settings, store: Outbox, publisher: Publisher, summary, *, clock: Callable,
                  monotonic: Callable[[], float] = time.monotonic, grace_s: float | None = None):
         self._settings = settings
         self._store = store

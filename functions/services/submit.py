@@ -12,6 +12,7 @@ from functions.domain.names import is_operation_id, resolve_service
 from functions.domain.record import Record, utcnow
 from functions.domain.states import State
 from functions.domain.submission import LABEL_RULES, differing_settings, parse_submission, valid_label
+from functions.ports import Publisher, RecordStore
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +20,7 @@ MAX_PAGE = 500
 
 
 class SubmitService:
-    def __init__(self, settings: Settings, store, publisher, clock: Callable = utcnow):
+    def __init__(self, settings: Settings, store: RecordStore, publisher: Publisher, clock: Callable = utcnow):
         self._settings = settings
         self._store = store
         self._publisher = publisher

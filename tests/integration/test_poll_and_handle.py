@@ -209,7 +209,7 @@ def test_a_runs_worker_threads_carry_the_requests_trace(parts, monkeypatch):
 
     op_id = parts.track(parts.sim.create(kind="vision", running_s=0))
     traces = []  # the trace each call saw, on whichever thread made it
-    for obj, name in ((parts.poll._api, "get"), (parts.store, "commit_many"), (parts.poll._publisher, "publish")):
+    for obj, name in ((parts.poll._api, "get"), (parts.store, "commit"), (parts.poll._publisher, "publish")):
         def spy(*args, __call=getattr(obj, name), __name=name, **kwargs):
             traces.append((__name, logs.current_trace.get()))
             return __call(*args, **kwargs)
@@ -218,23 +218,23 @@ def test_a_runs_worker_threads_carry_the_requests_trace(parts, monkeypatch):
                      parts.settings.project) as trace:
         parts.poll.run(budget_s=2)
     assert parts.store.get(op_id).state.terminal
-    assert {name for name, _ in traces} == {"get", "commit_many", "publish"}
+    assert {name for name, _ in traces} == {"get", "commit", "publish"}
     assert all(seen == trace for _, seen in traces), traces
 
 
 def test_a_write_race_in_a_group_commit_decides_again_only_the_raced_operation(parts, monkeypatch):
     ids = [parts.track(parts.sim.create(kind="vision", running_s=0)) for _ in range(3)]
-    group_commit, reread = parts.store.commit_many, parts.store.get_with_time
+    group_commit, reread = parts.store.commit, parts.store.get_versioned
     raced, reads = [], []
 
-    def racing_commit_many(items):
+    def racing_commit(items):
         if not raced:  # someone else (handle, say) writes one of the records meanwhile
             raced.append(items[0][0].record.id)
             parts.store.update_fields(raced[0], {"correlation_id": "written meanwhile"})
         return group_commit(items)
 
-    monkeypatch.setattr(parts.store, "commit_many", racing_commit_many)
-    monkeypatch.setattr(parts.store, "get_with_time", lambda op_id: reads.append(op_id) or reread(op_id))
+    monkeypatch.setattr(parts.store, "commit", racing_commit)
+    monkeypatch.setattr(parts.store, "get_versioned", lambda op_id: reads.append(op_id) or reread(op_id))
     summary = parts.poll.run(budget_s=2)
     records = {i: parts.store.get(i) for i in ids}
     assert all(r.state.terminal and r.sequence == 1 for r in records.values())

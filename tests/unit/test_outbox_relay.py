@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from functions.adapters.firestore_store import OutboxEntry
 from functions.config import Settings
-from functions.domain.events import Message, outbox_id
+from functions.domain.events import Message, OutboxEntry, outbox_id
 from functions.services.outbox import OutboxRelay
 from functions.services.poll import RunSummary
 from tests.unit.factories import NOW

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from functions.adapters.firestore_leases import lease_key
+from functions.domain.runs import lease_key
 from functions.domain import runs
 from tests.unit.factories import NOW
 

@@ -45,6 +45,7 @@ locals {
     LRO_MAX_PERMANENT_ERRORS = tostring(var.max_permanent_errors)
     LRO_NOT_FOUND_GRACE_S    = tostring(var.not_found_grace_s)
     LRO_WATCH_SCOPES         = jsonencode(var.watch_scopes)
+    LRO_RATE_LIMITS          = join(",", [for k, v in var.rate_limits : "${k}=${v}"])
   }
 
   # Environment of each function, keyed by entry point.

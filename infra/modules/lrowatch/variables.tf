@@ -347,6 +347,17 @@ variable "watch_scopes" {
   }
 }
 
+variable "rate_limits" {
+  description = "GET rate limits of the poller per service (or SERVICE@QUOTA_PROJECT), e.g. { documentai = \"1800/min\" } (LRO_RATE_LIMITS). Services left out keep their published defaults (functions/domain/ratelimit.py)."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for k, v in var.rate_limits : can(regex("^[a-z][a-z0-9.-]*(@[a-z0-9-]+)?$", k)) && can(regex("^[0-9.]+/(s|min|h)$", v))])
+    error_message = "Each rate_limits entry is SERVICE[@QUOTA_PROJECT] = \"N/s\", \"N/min\" or \"N/h\"."
+  }
+}
+
 # --- Functions: sizes, timeouts, access --------------------------------------
 
 variable "function_memory" {
