@@ -29,7 +29,7 @@ from functions.simulator.model import Script, ScriptError
 MAX_BODY_BYTES = 64 * 1024 * 1024  # batch creation of thousands of scripts
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
-REQUEST_LOG_SIZE = 2000
+REQUEST_LOG_SIZE = 20_000  # room for a whole e2e module's GETs on a shared stack
 GARBAGE_BODY = b'{"name": "operations/garbage", "done": tru'
 
 

@@ -124,7 +124,7 @@ def test_a_sample_of_forms_is_polled_end_to_end_on_the_right_host(stack, sim):
     not_done = {ids[i]: s for i, s in states.items() if s != "SUCCEEDED"}
     assert not not_done, json.dumps(not_done, indent=1)[:3000] + stack.log_tails()
 
-    fetched = {entry["path"] for entry in sim.requests(limit=2000) if entry["method"] == "GET"}
+    fetched = {entry["path"] for entry in sim.requests(limit=20_000) if entry["method"] == "GET"}
     missing = [url for url in urls if "/" + url.removeprefix("https://") not in fetched]
     assert not missing, missing[:20]
 
