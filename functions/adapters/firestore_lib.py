@@ -16,8 +16,12 @@ def _load() -> SimpleNamespace:
     from google.cloud import firestore
     from google.cloud.firestore_v1.base_query import FieldFilter
     from google.cloud.firestore_v1.bulk_batch import BulkWriteBatch
+    from google.cloud.firestore_v1.document import DocumentSnapshot
 
-    return SimpleNamespace(firestore=firestore, FieldFilter=FieldFilter, BulkWriteBatch=BulkWriteBatch)
+    from functions.adapters import firestore_raw
+
+    return SimpleNamespace(firestore=firestore, FieldFilter=FieldFilter, BulkWriteBatch=BulkWriteBatch,
+                           DocumentSnapshot=DocumentSnapshot, raw=firestore_raw)
 
 
 _library: Lazy[SimpleNamespace] = Lazy(_load)
