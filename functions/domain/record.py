@@ -98,7 +98,7 @@ class Record:
 
     @property
     def poll_policy(self) -> Policy:
-        return Policy.from_dict(self.policy)
+        return _policy_of(self.policy)
 
     def with_changes(self, **changes: Any) -> "Record":
         return replace(self, **changes)
@@ -185,6 +185,25 @@ class Versioned:
 
 
 _FIELD_NAMES = tuple(f.name for f in fields(Record))
+# Parsed policies by their items: every poll reads its record's policy, and most records share a few.
+_POLICIES: dict[tuple, Policy] = {}
+_POLICIES_MAX = 4096
+
+
+def _policy_of(raw: Any) -> Policy:
+    try:
+        # Types in the key: True == 1, but only 1 is a valid number of seconds.
+        key = tuple(sorted((k, type(v), v) for k, v in raw.items())) if isinstance(raw, Mapping) else raw
+        hash(key)
+    except TypeError:  # not a plain policy (unhashable values): parsed, never cached
+        return Policy.from_dict(raw)
+    policy = _POLICIES.get(key)
+    if policy is None:
+        policy = Policy.from_dict(raw)  # raises for an invalid policy, as before, and caches nothing
+        if len(_POLICIES) >= _POLICIES_MAX:
+            _POLICIES.clear()
+        _POLICIES[key] = policy
+    return policy
 
 
 def _encoded(name: str, value: Any) -> Any:

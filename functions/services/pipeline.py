@@ -89,7 +89,8 @@ class Completions:
 
     def _report(self, future: Future) -> None:
         self._finished.append(future)
-        self._wake.set()
+        if not self._wake.is_set():  # setting it takes a lock and notifies; once is enough
+            self._wake.set()
 
     def wait(self, timeout: float) -> None:
         """Until some watched future finishes (or has finished unseen), or the timeout."""

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from functions.domain.record import (
     ERROR_DETAILS_LIMIT, ERROR_DETAILS_MAX, RECORD_JSON_LIMIT, RECORD_LIMIT, bounded_status, within_limits)
 from tests.unit.factories import make_record
@@ -75,3 +77,15 @@ def test_an_event_of_the_largest_record_stays_far_within_pub_subs_limits():
     assert len(message.encoded()) < 1024 * 1024  # Pub/Sub's limit is 10 MB
     assert all(len(k.encode()) <= 256 and len(v.encode()) <= 1024 for k, v in message.attributes.items())
     assert len(message.attributes) <= 100 and message.data["error"]["details"]
+
+
+def test_a_records_policy_is_parsed_once_and_an_invalid_one_still_raises():
+    from functions.domain.errors import InvalidArgument
+    from functions.domain.policy import Policy
+
+    record = make_record(policy={"initial_delay_s": 2, "max_delay_s": 60})
+    assert record.poll_policy == Policy.from_dict({"initial_delay_s": 2, "max_delay_s": 60})
+    assert record.poll_policy is record.with_changes(polls=3).poll_policy
+    for bad in ({"initial_delay_s": True}, {"nope": 1}):
+        with pytest.raises(InvalidArgument):
+            make_record(policy=bad).poll_policy
