@@ -21,8 +21,12 @@ $(CHECKOV_VENV)/.installed:
 demo: $(VENV)/.installed
 	$(PY) -m functions.local.demo $(if $(KEEP),--keep)
 
-test: $(VENV)/.installed $(CHECKOV_VENV)/.installed
-	CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest
+# Both virtualenvs are built side by side; then two test workers, a test file each at a time:
+# most tests wait on processes and emulators, so two files at once use the second core (each
+# worker starts emulators of its own).
+test:
+	$(MAKE) -j2 $(VENV)/.installed $(CHECKOV_VENV)/.installed
+	CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest -n 2 --dist loadfile
 
 test-unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit

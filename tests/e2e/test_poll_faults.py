@@ -90,8 +90,10 @@ def _all(store):
     return records
 
 
-def _tap(stack: LocalStack) -> str:
-    return stack.topology.create_pull_subscription(stack.settings.events_topic, "tap", ordering=True)
+def _tap(stack: LocalStack, ordering: bool = True) -> str:
+    # An ordered subscription costs the Pub/Sub emulator a thread per ordering key (see
+    # tests/conftest.py): a test that does not check the order can spare them.
+    return stack.topology.create_pull_subscription(stack.settings.events_topic, "tap", ordering=ordering)
 
 
 def _events(stack: LocalStack, expect: int, timeout: float = 30) -> list[dict]:
@@ -182,7 +184,7 @@ def test_three_poll_processes_get_each_due_operation_once_per_due_time(emulators
     # One shard: the three runs share the whole backlog (no fan-out into shard runs).
     with _stack(emulators.env(), tmp_path, LRO_POLL_BUDGET_S="40", LRO_SHARDS="1") as stack:
         sim = SimulatorAdmin(stack.urls["simulator"])
-        _tap(stack)
+        _tap(stack, ordering=False)  # checks sets of sequences, not their order
         by_id = _create_and_track(stack, sim, _scripts(2000, seed=11))
         others = [function_process("poll", env=stack.env, run_dir=tmp_path / "logs") for _ in range(2)]
         start_all(others)
@@ -257,7 +259,9 @@ def test_api_faults_at_twenty_percent_never_end_an_operation_wrongly(emulators, 
         records = _poll_until_done(stack, stack.urls["poll"], by_id, rounds=4, budget_s=20)
         stats = sim.stats()
         events = _events(stack, expect=sum(r.sequence for r in records.values()))
-    assert stats["faults_injected"] > 50
+    # Each operation needs one clean GET at least, so 200 operations take ~250 GETs and ~50 faults
+    # even when every operation has finished by its first poll (a slow machine); 25 is 4 sd below.
+    assert stats["faults_injected"] >= 25
     _assert_complete(records, by_id, events)
 
 
