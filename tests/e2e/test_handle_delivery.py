@@ -228,9 +228,12 @@ def _publish_copy(world: World, topic: str, event: dict, key: str) -> str:
 # --- duplicates and order ----------------------------------------------------------
 
 def test_a_terminal_event_delivered_five_times_and_events_in_reverse_order_complete_once(world):
-    op = world.sim.create(kind="documentai", running_s=4.0, outcome="succeeded", items=3, failed_items=1)
+    # It runs until the simulator's clock is moved on: seen RUNNING first however slow the machine.
+    op = world.sim.create(kind="documentai", running_s=3600, outcome="succeeded", items=3, failed_items=1)
     with world.events_push_paused() as subscription:
         op_id = world.track(op, notify_topic=world.notify_topic, notify_url=world.webhook.url + "lro/done")
+        world.poll_until(op_id, lambda r: r["state"] == "RUNNING")
+        world.sim.advance(3600)
         record = world.poll_until(op_id, lambda r: r["state"] == "SUCCEEDED")
         # Take the operation's events off the paused subscription; handle has seen none of them.
         original = [m for m in world.topology.pull_all(subscription, timeout=3, expect=record["sequence"])
@@ -346,11 +349,14 @@ def test_a_cancel_after_completion_makes_no_api_call_and_is_recorded_already_fin
 
 
 def test_an_operation_that_succeeds_despite_a_cancel_request_is_recorded_succeeded(world):
-    op = world.sim.create(kind="documentai", running_s=2.5, ignore_cancel=True)
+    # It runs until the simulator's clock is moved on, after the cancel reached the API, however
+    # slow the machine (a fixed running time could end before the cancel got there).
+    op = world.sim.create(kind="documentai", running_s=3600, ignore_cancel=True)
     op_id = world.track(op)
     world.poll_until(op_id, lambda r: r["state"] == "RUNNING")
     world.cancel(op_id)
-    world.wait(lambda: world.record(op_id)["cancel"])
+    world.wait(lambda: (world.record(op_id).get("cancel") or {}).get("outcome"))
+    world.sim.advance(3600)
     record = world.poll_until(op_id, lambda r: r["state"] in ("SUCCEEDED", "CANCELLED", "FAILED"))
     assert record["state"] == "SUCCEEDED" and record["cancel"]["outcome"] == "sent"
     assert world.sim.stats()["cancels"].get(op["name"]) == 1
