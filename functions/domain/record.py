@@ -115,8 +115,7 @@ class Record:
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> "Record":
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in doc.items() if k in known}
+        values = {k: v for k, v in doc.items() if k in _FIELD_SET}
         for name in _JSON_FIELDS:
             if isinstance(values.get(name), str):
                 values[name] = json.loads(values[name])
@@ -185,6 +184,7 @@ class Versioned:
 
 
 _FIELD_NAMES = tuple(f.name for f in fields(Record))
+_FIELD_SET = frozenset(_FIELD_NAMES)
 # Parsed policies by their items: every poll reads its record's policy, and most records share a few.
 _POLICIES: dict[tuple, Policy] = {}
 _POLICIES_MAX = 4096
@@ -256,4 +256,6 @@ def within_limits(record: Record) -> Record:
             changes[name], sizes[name] = None, 0
     cut = cut_error or cut_last or any(changes.get(n, getattr(record, n)) is not getattr(record, n)
                                        for n in ("metadata", "response"))
-    return replace(record, **changes, truncated=record.truncated or cut)
+    if not cut:  # nothing to cut (every poll but a few): the record as it is, not a copy
+        return record
+    return replace(record, **changes, truncated=True)

@@ -151,13 +151,14 @@ def timed_out(record: Record, now: datetime, rules: Rules = Rules()) -> Decision
 def _with_event(before: Record, after: Record, now: datetime, rules: Rules) -> Decision:
     if after.state == before.state:
         return Decision(after)
-    after = after.with_changes(sequence=before.sequence + 1)
     if after.state.terminal:
         after = after.with_changes(
-            completed_at=now, done=after.done or after.state.terminal,
+            sequence=before.sequence + 1, completed_at=now, done=True,
             expire_at=now + timedelta(days=rules.retention_days),
             progress_samples=None, **eta.NO_ESTIMATE,
         )
+    else:
+        after = after.with_changes(sequence=before.sequence + 1)
     return Decision(after, events.state_changed(after, before.state.value, now))
 
 

@@ -50,6 +50,8 @@ WRITE_GROUP = 100
 FIRST_GROUP = 8
 WRITE_MAX_WAIT_S = 0.1
 WRITERS = 2
+# The loop is woken when this many GETs have finished (or all in flight have, or at LOOP_WAIT_S).
+WAKE_AFTER_GETS = 4
 # Re-decisions on fresh data after lost write guards, before giving up (the record stays due).
 COMMIT_ATTEMPTS = 3
 # Due records held back by rate limits, at most this many pages' worth (then reading pauses).
@@ -77,14 +79,18 @@ class Completions:
     Why not concurrent.futures.wait over everything in flight: it takes and releases
     every future's lock on each turn of the loop, which cost more CPU than the GETs'
     own bookkeeping. Here each future reports itself once, when it finishes.
+
+    GETs wake the loop a few at a time (`wake_after`, set by the loop): a wake-up per
+    GET was a thread switch per GET. Everything else wakes it at once.
     """
 
     def __init__(self):
         self._finished: deque[Future] = deque()
         self._wake = threading.Event()
+        self.wake_after = 1
 
-    def watch(self, future: Future) -> Future:
-        future.add_done_callback(self._report)
+    def watch(self, future: Future, batched: bool = False) -> Future:
+        future.add_done_callback(self._report_batched if batched else self._report)
         return future
 
     def _report(self, future: Future) -> None:
@@ -92,9 +98,16 @@ class Completions:
         if not self._wake.is_set():  # setting it takes a lock and notifies; once is enough
             self._wake.set()
 
-    def wait(self, timeout: float) -> None:
-        """Until some watched future finishes (or has finished unseen), or the timeout."""
-        self._wake.wait(timeout)
+    def _report_batched(self, future: Future) -> None:
+        self._finished.append(future)
+        if len(self._finished) >= self.wake_after and not self._wake.is_set():
+            self._wake.set()
+
+    def wait(self, timeout: float, wake_after: int = 1) -> None:
+        """Until a watched future finishes (`wake_after` GETs), or has finished unseen, or the timeout."""
+        self.wake_after = wake_after
+        if len(self._finished) < wake_after:
+            self._wake.wait(timeout)
         self._wake.clear()  # what finishes from now on sets it again
 
     def drain(self) -> list[Future]:
@@ -227,7 +240,8 @@ class Pipeline:
                 if running:
                     self._dispatch(queue, in_flight, concurrency, workers)
                 if in_flight or writing or queue.reading is not None or renewing is not None:
-                    completions.wait(LOOP_WAIT_S)
+                    # Woken once a few GETs are done, but never waiting for more than are in flight.
+                    completions.wait(LOOP_WAIT_S, max(1, min(WAKE_AFTER_GETS, len(in_flight))))
                 for future in completions.drain():
                     if future not in in_flight:
                         continue  # a write, read or renewal: looked at below
@@ -327,7 +341,8 @@ class Pipeline:
     def _start(self, candidate: Versioned, key, in_flight: dict, workers: Executor) -> None:
         self._in_hand.add(candidate.record.id)
         self._summary.count("claimed")
-        in_flight[self._completions.watch(submit(workers, self._poll_one, candidate))] = (candidate, key)
+        future = submit(workers, self._poll_one, candidate)
+        in_flight[self._completions.watch(future, batched=True)] = (candidate, key)
 
     def _rated(self, key, result) -> None:
         if isinstance(result, ApiFailure) and result.status.get("code") == 429:
