@@ -158,12 +158,13 @@ class FirestoreStore:
         return page, (self._cursor(found[-1]) if len(found) == limit else None)
 
     def _cursor(self, found: tuple) -> Any:
-        """The last document of a page, as a snapshot for `start_after` (its id and next_poll_at)."""
+        """The last document of a page, as a snapshot for `start_after`: its id and the ordered-by
+        field are all a cursor reads (a snapshot deep-copies the data it is given)."""
         DocumentSnapshot = library().DocumentSnapshot
 
         doc_id, fields, update_time = found
-        return DocumentSnapshot(self._records().document(doc_id), fields, exists=True, read_time=None,
-                                create_time=None, update_time=update_time)
+        return DocumentSnapshot(self._records().document(doc_id), {"next_poll_at": fields.get("next_poll_at")},
+                                exists=True, read_time=None, create_time=None, update_time=update_time)
 
     def next_due_at(self, shards: frozenset[int] | None = None) -> datetime | None:
         query = self._active(shards).order_by("next_poll_at")
