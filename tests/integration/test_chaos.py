@@ -31,7 +31,7 @@ EXPECTED = {
     "redirect": ("FAILED", "HTTP 302"),
     "hang": ("PENDING", "Timeout"),
     "mismatch": ("FAILED", "different operation"),
-    "reset": ("PENDING", "ConnectionError"),
+    "reset": ("PENDING", "Connection reset"),
 }
 
 
