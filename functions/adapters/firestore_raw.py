@@ -75,13 +75,13 @@ def fill_micros(target, value: datetime) -> None:
     target.nanos = delta.microseconds * 1000
 
 
-def update_write(document_path: str, changes: dict, last_update_time: datetime | None) -> Any:
+def update_write(document_path: str, changes: dict, last_update_time: datetime | None, into=None) -> Any:
     """`DocumentReference.update(changes, option=write_option(last_update_time=…))` as a Write:
     the changed top-level fields and their mask, guarded by the version read. Keys are plain
-    field names (a record's), never dotted paths."""
+    field names (a record's), never dotted paths. `into`: a request's new write to fill (no copy)."""
     if not changes:
         raise ValueError("Cannot update with an empty document.")
-    pb = _Write()
+    pb = _Write() if into is None else into
     pb.update.name = document_path
     fields = pb.update.fields
     for key, value in changes.items():
@@ -94,9 +94,9 @@ def update_write(document_path: str, changes: dict, last_update_time: datetime |
     return pb
 
 
-def set_write(document_path: str, data: dict, server_timestamps: Iterable[str] = ()) -> Any:
+def set_write(document_path: str, data: dict, server_timestamps: Iterable[str] = (), into=None) -> Any:
     """`DocumentReference.set(data)` as a Write, with SERVER_TIMESTAMP in the named top-level fields."""
-    pb = _Write()
+    pb = _Write() if into is None else into
     pb.update.name = document_path
     fields = pb.update.fields
     for key, value in data.items():
@@ -107,17 +107,24 @@ def set_write(document_path: str, data: dict, server_timestamps: Iterable[str] =
 
 
 # Sending -------------------------------------------------------------------------
-def commit(client, writes: list) -> Any:
-    """An atomic Commit of raw writes; the raw CommitResponse. Raises as `WriteBatch.commit` does."""
-    request = _CommitRequest(database=client._database_string, writes=writes)
+def commit_request(client) -> Any:
+    """An empty CommitRequest: writes are added in place (`request.writes.add()`)."""
+    return _CommitRequest(database=client._database_string)
+
+
+def batch_write_request(client) -> Any:
+    return _BatchWriteRequest(database=client._database_string)
+
+
+def commit(client, request) -> Any:
+    """An atomic Commit; the raw CommitResponse. Raises as `WriteBatch.commit` does."""
     response = client._firestore_api.commit(request=firestore.CommitRequest.wrap(request),
                                             metadata=client._rpc_metadata)
     return response._pb
 
 
-def batch_write(client, writes: list) -> Any:
-    """A non-atomic BatchWrite of raw writes; the raw BatchWriteResponse (a status per write)."""
-    request = _BatchWriteRequest(database=client._database_string, writes=writes)
+def batch_write(client, request) -> Any:
+    """A non-atomic BatchWrite; the raw BatchWriteResponse (a status per write)."""
     response = client._firestore_api.batch_write(request=firestore.BatchWriteRequest.wrap(request),
                                                  metadata=client._rpc_metadata)
     return response._pb

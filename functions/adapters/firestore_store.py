@@ -238,17 +238,17 @@ class FirestoreStore:
     def _commit_quiet(self, items: list[tuple[Versioned, Decision]]) -> list[Any]:
         raw = library().raw
 
-        writes, written = [], []
+        request, written = raw.batch_write_request(self.client), []
         versions: list[Any] = [v.version for v, _ in items]  # nothing changed: the version stands
         for i, (versioned, decision) in enumerate(items):
             changes = decision.record.doc_changes(versioned.record)
             if changes:
-                writes.append(raw.update_write(self._path(versioned.record.id), changes, versioned.version))
+                raw.update_write(self._path(versioned.record.id), changes, versioned.version, request.writes.add())
                 written.append(i)
         if not written:
             return versions
         self.usage.write(len(written))
-        response = raw.batch_write(self.client, writes)
+        response = raw.batch_write(self.client, request)
         for i, status, result in zip(written, response.status, response.write_results):
             if status.code == 0:
                 versions[i] = raw.version(result.update_time)
@@ -262,19 +262,19 @@ class FirestoreStore:
         """The items' new versions; None when a guard failed; the exception Firestore raised."""
         raw = library().raw
 
-        writes, record_writes = [], []  # record_writes: each record's index among the writes
+        request, record_writes = raw.commit_request(self.client), []  # each record's index among the writes
+        writes = request.writes
         for versioned, decision in items:
             record_writes.append(len(writes))
-            writes.append(raw.update_write(self._path(versioned.record.id),
-                                           decision.record.doc_changes(versioned.record), versioned.version))
+            raw.update_write(self._path(versioned.record.id), decision.record.doc_changes(versioned.record),
+                             versioned.version, writes.add())
             for topic, message in _messages(decision):
-                writes.append(raw.set_write(
-                    self._path(outbox_id(topic, message), self._outbox_name),
-                    {**message.to_doc(), "topic": topic, "operation_id": versioned.record.id,
-                     "sequence": decision.record.sequence}, server_timestamps=("created_at",)))
+                raw.set_write(self._path(outbox_id(topic, message), self._outbox_name),
+                              {**message.to_doc(), "topic": topic, "operation_id": versioned.record.id,
+                               "sequence": decision.record.sequence}, ("created_at",), writes.add())
         self.usage.write(len(writes))
         try:
-            response = raw.commit(self.client, writes)
+            response = raw.commit(self.client, request)
         except LOST_RACE:
             return None
         except gexc.GoogleAPICallError as exc:

@@ -110,8 +110,8 @@ class Record:
     def doc_changes(self, before: "Record") -> dict:
         """The document fields in which this version differs from `before`: all that a write
         guarded by `before`'s version needs to send (less to encode, less on the wire)."""
-        return {name: _encoded(name, value) for name in _FIELD_NAMES
-                if (value := getattr(self, name)) != getattr(before, name)}
+        old = before.__dict__  # a dataclass's fields, in order: cheaper than a getattr per field
+        return {name: _encoded(name, value) for name, value in self.__dict__.items() if value != old[name]}
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> "Record":

@@ -93,3 +93,15 @@ def test_a_version_is_the_library_datetime_with_nanoseconds():
     stamp = DatetimeWithNanoseconds(2026, 1, 2, 3, 4, 5, nanosecond=7, tzinfo=timezone.utc).timestamp_pb()
     assert raw.version(stamp) == DatetimeWithNanoseconds.from_timestamp_pb(stamp)
     assert raw.version(stamp).nanosecond == 7
+
+
+def test_writes_filled_in_place_in_a_request_are_the_same_writes():
+    class Client:
+        _database_string = "projects/p/databases/(default)"
+
+    request = raw.commit_request(Client())
+    raw.update_write(PATH, {"a": 1}, AT, request.writes.add())
+    raw.set_write(PATH, {"b": "x"}, ("created_at",), request.writes.add())
+    assert request.database == Client._database_string
+    assert [serialized(w) for w in request.writes] == [serialized(raw.update_write(PATH, {"a": 1}, AT)),
+                                                       serialized(raw.set_write(PATH, {"b": "x"}, ("created_at",)))]
