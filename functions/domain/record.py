@@ -101,7 +101,16 @@ class Record:
         return _policy_of(self.policy)
 
     def with_changes(self, **changes: Any) -> "Record":
-        return replace(self, **changes)
+        """A copy with these fields changed. Not dataclasses.replace: a frozen dataclass's __init__
+        sets each of its 40-odd fields through object.__setattr__, and a poll makes several copies."""
+        unknown = changes.keys() - _FIELD_SET
+        if unknown:
+            raise TypeError(f"Record has no field(s) {', '.join(sorted(unknown))}")
+        copy = object.__new__(type(self))
+        fields_of = copy.__dict__
+        fields_of.update(self.__dict__)
+        fields_of.update(changes)
+        return copy
 
     # Firestore document form -------------------------------------------------
     def to_doc(self) -> dict:

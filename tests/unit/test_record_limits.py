@@ -89,3 +89,17 @@ def test_a_records_policy_is_parsed_once_and_an_invalid_one_still_raises():
     for bad in ({"initial_delay_s": True}, {"nope": 1}):
         with pytest.raises(InvalidArgument):
             make_record(policy=bad).poll_policy
+
+
+def test_a_changed_copy_equals_what_dataclasses_replace_makes_and_leaves_the_original():
+    from dataclasses import replace
+
+    from functions.domain.states import State
+
+    record = make_record(labels={"team": "ocr"})
+    changed = record.with_changes(state=State.RUNNING, polls=4, metadata={"a": 1})
+    assert changed == replace(record, state=State.RUNNING, polls=4, metadata={"a": 1})
+    assert record.polls == 0 and record.state is State.PENDING
+    assert changed.to_doc()["state"] == "RUNNING"
+    with pytest.raises(TypeError):
+        record.with_changes(no_such_field=1)
