@@ -7,9 +7,16 @@ import importlib.util
 import uuid
 from pathlib import Path
 
+import hypothesis
 import pytest
 
 TESTS_DIR = Path(__file__).resolve().parent
+
+# Two test workers share the machine's cores, so generating an example can be slow through no
+# fault of the strategy, and a timed example says nothing about correctness: neither fails a test.
+hypothesis.settings.register_profile(
+    "lrowatch", suppress_health_check=[hypothesis.HealthCheck.too_slow], deadline=None)
+hypothesis.settings.load_profile("lrowatch")
 
 
 def pytest_configure(config: pytest.Config) -> None:

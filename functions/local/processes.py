@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -259,6 +260,12 @@ def function_process(
     """
     port = port or free_port()
     source = Path(source) if source else REPO_ROOT / "main.py"
+    # gunicorn 27 binds a control socket at one path per user (~/.gunicorn/gunicorn.ctl, or under
+    # XDG_RUNTIME_DIR): functions started side by side would fight over it, and the loser logs a
+    # line that is not JSON. A directory per port keeps them apart (and the path short).
+    control_dir = Path(tempfile.gettempdir()) / "lrowatch-gunicorn" / str(port)
+    control_dir.mkdir(parents=True, exist_ok=True)
+    env = {**(env or {}), "XDG_RUNTIME_DIR": str(control_dir)}
     argv = [
         sys.executable, "-m", "functions_framework",
         f"--target={target}", f"--source={source}", f"--port={port}", "--host", HOST,

@@ -130,7 +130,8 @@ operation_like = st.fixed_dictionaries({}, optional={
 examples = itertools.count()
 
 
-@hsettings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hsettings(max_examples=10, deadline=None,
+           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(body=st.binary(max_size=200) | json_values.map(json.dumps).map(str.encode)
        | operation_like.map(lambda op: op), status=st.sampled_from([200, 200, 400, 500]))
 def test_any_api_answer_leaves_poll_answering_2xx_and_the_record_readable(functions, hostile, body, status):

@@ -131,7 +131,8 @@ operation_like = st.fixed_dictionaries({}, optional={
     "done": json_values, "metadata": json_values, "response": json_values, "error": json_values})
 
 
-@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hsettings(max_examples=150, deadline=None,
+           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(body=st.binary(max_size=300) | (json_values | operation_like).map(lambda v: json.dumps(v).encode()),
        status=st.sampled_from([200, 200, 200, 400, 404, 429, 500, 503]))
 def test_any_answer_yields_a_storable_record_and_never_raises(hostile, client, body, status):

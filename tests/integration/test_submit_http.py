@@ -251,7 +251,8 @@ submission_like = st.fixed_dictionaries(
                   "api_version": json_values, "correlation_id": json_values})
 
 
-@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hsettings(max_examples=60, deadline=None,
+           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(body=json_values | submission_like)
 def test_arbitrary_json_never_causes_a_5xx_and_refusals_store_nothing(client, project_id, body):
     before = count_records(project_id)
@@ -262,7 +263,8 @@ def test_arbitrary_json_never_causes_a_5xx_and_refusals_store_nothing(client, pr
         assert count_records(project_id) == before
 
 
-@hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hsettings(max_examples=40, deadline=None,
+           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(raw=st.binary(max_size=200), path=st.text(max_size=30))
 def test_arbitrary_bytes_and_paths_never_cause_a_5xx(client, project_id, raw, path):
     response = client.post("/" + path.lstrip("/"), data=raw, content_type="application/json")
@@ -326,7 +328,8 @@ def test_hostile_pubsub_submissions_are_acknowledged_with_an_error_log_never_red
     assert count_records(project_id) == 0
 
 
-@hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hsettings(max_examples=40, deadline=None,
+           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(raw=st.binary(min_size=1, max_size=200) | (json_values | submission_like).map(json.dumps).map(str.encode))
 def test_arbitrary_pubsub_data_is_acknowledged_or_tracked_never_redelivered(pubsub, project_id, raw):
     before = count_records(project_id)
