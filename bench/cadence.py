@@ -96,7 +96,7 @@ def run_cadence(emus, base_url: str, admin, n: int, spread_s: float, sim_pid: in
     ops = sim_ops(admin, _scripts(n))
     service = build_poll(settings)  # as main.py wires it
     store, api, publisher = service._store, service._api, service._publisher
-    _ = store.client, publisher.client, api.session  # clients built before the clock starts
+    _ = store.client, publisher.client, api.http  # clients built before the clock starts
     probe = _GetProbe(api, utcnow)
 
     rng = random.Random(SEED)

@@ -71,7 +71,7 @@ def run_lrowatch(emus, base_url: str, admin, n: int, concurrency: int, budget_s:
     load_s = time.monotonic() - load_started
     service = build_poll(settings)  # as main.py wires it: leases, learnt durations, outbox relay
     store, api, publisher = service._store, service._api, service._publisher
-    _ = store.client, publisher.client, api.session  # clients built before the clock starts
+    _ = store.client, publisher.client, api.http  # clients built before the clock starts
     timings = Timings()
     timings.wrap(store, ["due_page", "commit", "delete_outbox", "outbox_pages", "next_due_at",
                          "get_versioned"], "firestore")

@@ -71,8 +71,6 @@ class OperationsApi:
     def http(self):
         return self._http.get()
 
-    session = http  # the benches build it before their clocks start, by this name
-
     def _default_http(self):
         import certifi
 
@@ -121,7 +119,8 @@ class OperationsApi:
         except AnswerError:
             raise
         except Exception as exc:  # urllib3's LocationParseError, for one, is no RequestException
-            raise AnswerError(_kind_of(exc), 503 if _kind_of(exc) == "transient" else 400,
+            kind = _kind_of(exc)
+            raise AnswerError(kind, 503 if kind == "transient" else 400,
                               f"{type(exc).__name__}: {str(exc)[:300]}") from exc
         try:
             return _Answer(response.status, jsontext.loads(raw) if raw.strip() else None, response.headers)

@@ -90,17 +90,13 @@ class Completions:
         self.wake_after = 1
 
     def watch(self, future: Future, batched: bool = False) -> Future:
-        future.add_done_callback(self._report_batched if batched else self._report)
+        future.add_done_callback(lambda done: self._report(done, batched))
         return future
 
-    def _report(self, future: Future) -> None:
+    def _report(self, future: Future, batched: bool) -> None:
         self._finished.append(future)
-        if not self._wake.is_set():  # setting it takes a lock and notifies; once is enough
-            self._wake.set()
-
-    def _report_batched(self, future: Future) -> None:
-        self._finished.append(future)
-        if len(self._finished) >= self.wake_after and not self._wake.is_set():
+        # Setting the event takes a lock and notifies: only when it wakes the loop.
+        if (not batched or len(self._finished) >= self.wake_after) and not self._wake.is_set():
             self._wake.set()
 
     def wait(self, timeout: float, wake_after: int = 1) -> None:
