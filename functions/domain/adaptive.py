@@ -6,14 +6,20 @@ histogram (a few dozen integer buckets at most) that is JSON-serialisable and
 mergeable (summing counts), so several poll runs or shards can each add to it
 and a Firestore document can hold it.
 
-How the schedule uses it (issue 3, item 9):
+How the schedule uses it:
 - no data (or too little) → the policy's own ramp, unchanged;
 - the first poll lands near the start of the kind's likely finish window
   (its FIRST_POLL_QUANTILE), never later than policy.max_delay_s;
-- before the window, the policy's geometric ramp, but never overshooting the
-  window's start; inside the window [WINDOW_LO, WINDOW_HI] quantiles, a dense
-  spacing (a fraction of the median, at most DENSE_MAX_S); past the window,
-  the spacing widens again. No gap ever exceeds policy.max_delay_s.
+- it is planned to a lag promise: LAG_SHARE (95 %) of the kind's operations
+  seen within DENSE_MAX_S of finishing, at the fewest GETs. Inside the dense
+  stretches (dense_stretches) polls are a dense spacing apart (a fraction of
+  the median, at most DENSE_MAX_S); the histogram buckets where a poll is
+  least likely to find a finish (most GETs saved per finish seen late) are
+  left sparse, for as long as the finishes seen late stay within the other
+  5 %, at two standard errors of the learnt shares;
+- outside the stretches, the policy's geometric ramp, landing on the next
+  stretch's start rather than jumping past it; past the last one, the spacing
+  widens again. No gap ever exceeds policy.max_delay_s.
 """
 from __future__ import annotations
 
@@ -34,11 +40,12 @@ MAX_COUNT = 10_000
 MIN_SAMPLES = 10
 
 FIRST_POLL_QUANTILE = 0.10
-WINDOW_LO = 0.02
-WINDOW_HI = 0.98
 DENSE_FRACTION = 0.10  # of the median duration
 DENSE_MIN_S = 1.0
 DENSE_MAX_S = 15.0
+# The lag promise the schedule is planned to: this share of a kind's operations seen within
+# DENSE_MAX_S of finishing, at the fewest GETs (dense_stretches).
+LAG_SHARE = 0.95
 TAIL_GROWTH = 0.25  # past the window, spacing grows by this fraction of the time past it
 
 
@@ -64,12 +71,14 @@ class DurationStats:
     count: int = 0
     buckets: dict[int, int] = field(default_factory=dict)
     _quantiles: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _plans: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def add(self, duration_s: float, n: int = 1) -> "DurationStats":
         if not isinstance(duration_s, (int, float)) or duration_s != duration_s or duration_s < 0:
             return self
         index = _bucket(float(duration_s))
         self._quantiles.clear()
+        self._plans.clear()
         self.buckets[index] = self.buckets.get(index, 0) + n
         self.count += n
         if self.count > MAX_COUNT:
@@ -87,6 +96,7 @@ class DurationStats:
 
     def _halve(self) -> None:
         self._quantiles.clear()
+        self._plans.clear()
         self.buckets = {i: n // 2 for i, n in self.buckets.items() if n // 2 > 0}
         self.count = sum(self.buckets.values())
 
@@ -110,6 +120,16 @@ class DurationStats:
                 return lo * (hi / lo) ** frac
             seen += n
         return _edge(max(self.buckets) + 1)
+
+    def count_below(self, duration_s: float) -> float:
+        """How many durations are shorter than `duration_s`, geometric inside a bucket (as quantile)."""
+        below = 0.0
+        for lo, hi, n in self.bins():
+            if hi <= duration_s:
+                below += n
+            elif lo < duration_s:
+                below += n * math.log(duration_s / lo) / math.log(hi / lo)
+        return below
 
     def bins(self) -> list[tuple[float, float, int]]:
         """(low edge, high edge, count) of each bucket, shortest first."""
@@ -158,9 +178,60 @@ def first_poll_delay(stats: DurationStats | None, policy: Policy) -> float:
 
 
 def dense_delay(stats: DurationStats, policy: Policy) -> float:
-    """Spacing of polls inside the likely finish window."""
+    """Spacing of polls inside a dense stretch: a fraction of the median, at most DENSE_MAX_S."""
     median = stats.quantile(0.5)
     return min(max(DENSE_FRACTION * median, DENSE_MIN_S), DENSE_MAX_S, policy.max_delay_s)
+
+
+def dense_stretches(stats: DurationStats, policy: Policy) -> tuple[tuple[float, float], ...]:
+    """The (start, end) stretches of elapsed time polled densely, in order (module doc).
+
+    Every finish inside one is seen within DENSE_MAX_S. Elsewhere polls are up to
+    policy.max_delay_s apart, so a finish there may be seen later: the stretches
+    left sparse are the histogram buckets that save the most GETs per such late
+    finish, for as long as late finishes stay within 1 - LAG_SHARE of the kind's
+    operations (those before the first poll included).
+    """
+    key = (policy.initial_delay_s, policy.max_delay_s)
+    if key not in stats._plans:
+        stats._plans[key] = _plan(stats, policy)
+    return stats._plans[key]
+
+
+def _plan(stats: DurationStats, policy: Policy) -> tuple[tuple[float, float], ...]:
+    first, dense = first_poll_delay(stats, policy), dense_delay(stats, policy)
+    sparse = max(policy.max_delay_s, dense)
+    late = max(0.0, 1.0 - DENSE_MAX_S / sparse)  # share of a sparse stretch's finishes seen late
+    # The learnt shares are a sample's: spend only what stays within the promise at two standard errors.
+    share = (1.0 - LAG_SHARE) - 2.0 * math.sqrt(LAG_SHARE * (1.0 - LAG_SHARE) / stats.count)
+    budget = share * stats.count - stats.count_below(first - DENSE_MAX_S)
+    pieces, alive = [], float(stats.count)  # (start, end, finishes, alive at start), from the first poll on
+    for lo, hi, n in stats.bins():
+        inside = n * math.log(hi / max(lo, first)) / math.log(hi / lo) if hi > first else 0.0
+        alive -= n - inside
+        if inside > 0:
+            pieces.append((max(lo, first), hi, inside, alive))
+        alive -= inside
+
+    def saved_per_late_finish(piece) -> float:
+        start, end, finishes, alive_then = piece
+        return alive_then * (end - start) * (1 / dense - 1 / sparse) / (finishes * late or 1e-12)
+
+    sparse_pieces = set()
+    for i in sorted(range(len(pieces)), key=lambda i: -saved_per_late_finish(pieces[i])):
+        cost = pieces[i][2] * late
+        if cost <= budget:
+            budget -= cost
+            sparse_pieces.add(i)
+    stretches: list[list[float]] = []
+    for i, (start, end, _, _) in enumerate(pieces):
+        if i in sparse_pieces:
+            continue
+        if stretches and stretches[-1][1] >= start:
+            stretches[-1][1] = end
+        else:
+            stretches.append([start, end])
+    return tuple((start, end) for start, end in stretches)
 
 
 def next_delay(stats: DurationStats | None, elapsed_s: float, polls_done: int, policy: Policy,
@@ -169,14 +240,19 @@ def next_delay(stats: DurationStats | None, elapsed_s: float, polls_done: int, p
     if not _known(stats):
         return policy.poll_delay(polls_done, rng)
     ramp = replace(policy, jitter=0.0).poll_delay(polls_done)  # the policy's own ramp, unjittered
-    lo, hi = stats.quantile(WINDOW_LO), stats.quantile(WINDOW_HI)
     dense = dense_delay(stats, policy)
-    if elapsed_s < lo:
-        # The ramp, landing on the window's start rather than jumping past it.
-        delay = max(min(ramp, lo - elapsed_s), dense, 1.0)
-    elif elapsed_s <= hi:
-        delay = dense
+    stretches = dense_stretches(stats, policy)
+    ahead = next(((start, end) for start, end in stretches if end > elapsed_s), None)
+    if ahead is None:
+        # Past every dense stretch: the spacing widens with the time past the last one.
+        delay = dense + TAIL_GROWTH * (elapsed_s - stretches[-1][1]) if stretches else ramp
+    elif elapsed_s >= ahead[0]:
+        # Inside a dense stretch, unjittered: the jittered landing already set each operation's
+        # phase, and an even spacing keeps operations submitted together apart.
+        return dense
     else:
-        delay = dense + TAIL_GROWTH * (elapsed_s - hi)
+        # The ramp, landing on the next dense stretch's start rather than jumping past it.
+        delay = max(min(ramp, ahead[0] - elapsed_s), dense, 1.0)
     delay = min(max(delay, 1.0), policy.max_delay_s)
-    return _jittered(delay, policy.jitter, rng)
+    # Jitter only shortens a delay, so a dense stretch keeps its promise and no landing overshoots.
+    return max(delay - abs(_jittered(delay, policy.jitter, rng) - delay), 1.0)

@@ -81,8 +81,61 @@ def test_polls_are_dense_inside_the_likely_window_and_sparse_outside():
     dense = next_delay(stats, 600.0, 5, POLICY)
     assert dense == pytest.approx(adaptive.dense_delay(stats, POLICY)) and dense <= adaptive.DENSE_MAX_S
     assert next_delay(stats, 5000.0, 30, POLICY) > dense  # well past the window: spacing widens
+    start = adaptive.dense_stretches(stats, POLICY)[0][0]
     early = next_delay(stats, 20.0, 2, POLICY)
-    assert early <= stats.quantile(adaptive.WINDOW_LO)  # the ramp does not jump over the window
+    assert early <= start - 20.0  # the ramp does not jump over the first dense stretch
+
+
+def _late_share(durations: list[float], stats, policy: Policy) -> float:
+    """Share of `durations` finishing outside every dense stretch, where a poll may see them late."""
+    stretches = adaptive.dense_stretches(stats, policy)
+    first = first_poll_delay(stats, policy)
+    outside = [d for d in durations if d >= first and not any(a <= d < b for a, b in stretches)]
+    early = [d for d in durations if d < first - adaptive.DENSE_MAX_S]
+    return (len(outside) + len(early)) / len(durations)
+
+
+@pytest.mark.parametrize("sigma", [0.3, 1.0, 2.5])
+def test_sparse_stretches_leave_at_most_the_promised_share_of_finishes_to_be_seen_late(sigma):
+    durations = lognormal(5000, 600.0, sigma=sigma, seed=4)
+    stats = stats_of(durations)
+    assert _late_share(durations, stats, POLICY) <= 1 - adaptive.LAG_SHARE
+
+
+def test_a_wide_kind_leaves_its_least_likely_stretch_sparse_and_saves_polls():
+    """Log-uniform 3 s..3 h: finishing is least likely per poll late in life, so that is left sparse."""
+    rng = random.Random(5)
+    durations = [3.0 * 3600 ** rng.random() for _ in range(5000)]
+    stats = stats_of(durations)
+    stretches = adaptive.dense_stretches(stats, POLICY)
+    assert len(stretches) >= 2 or stretches[-1][1] < max(durations)
+    assert 0 < _late_share(durations, stats, POLICY) <= 1 - adaptive.LAG_SHARE
+    gap = next(s[1] for s in stretches if s[1] < max(durations))
+    assert next_delay(stats, gap + 1.0, 500, POLICY) > adaptive.dense_delay(stats, POLICY)
+
+
+def test_a_small_sample_spends_no_late_share():
+    durations = lognormal(adaptive.MIN_SAMPLES, 600.0, seed=6)
+    stats = stats_of(durations)
+    assert _late_share(durations, stats, POLICY) == 0  # only empty buckets between finishes are sparse
+
+
+def test_jitter_never_lengthens_a_delay_nor_jitters_a_dense_stretch():
+    stats = stats_of(lognormal(2000, 600.0))
+    policy = Policy(initial_delay_s=5.0, multiplier=1.5, max_delay_s=120.0, jitter=0.3)
+    start, end = adaptive.dense_stretches(stats, policy)[0]
+    rng = random.Random(7)
+    for _ in range(200):
+        assert next_delay(stats, (start + end) / 2, 9, policy, rng) == adaptive.dense_delay(stats, policy)
+        assert next_delay(stats, start - 30.0, 9, policy, rng) <= 30.0  # lands on the stretch, never past it
+    assert len({next_delay(stats, 10.0, 1, policy, rng) for _ in range(20)}) > 1  # the ramp is jittered
+
+
+def test_count_below_interpolates_inside_a_bucket():
+    stats = stats_of([100.0] * 10)
+    lo, hi, _ = stats.bins()[0]
+    assert stats.count_below(lo) == 0 and stats.count_below(hi) == 10
+    assert 0 < stats.count_below((lo * hi) ** 0.5) == pytest.approx(5)
 
 
 def test_no_delay_ever_exceeds_max_delay_or_drops_below_one_second():
