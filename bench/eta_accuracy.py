@@ -43,6 +43,8 @@ EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
 BLEND, LINEAR, MEDIAN, NAIVE = "lrowatch blend", "linear progress alone", "per-kind median alone", "(info) naive progress"
 STRATEGIES = (BLEND, LINEAR, MEDIAN, NAIVE)
 BASELINES = (LINEAR, MEDIAN)
+# History's weight D^-w swept for information: 1 is the estimator's (a random moment of life), 0 a fixed time.
+SWEEP_WEIGHTS = (0.0, 0.1, 0.2, 0.25, 0.3, 0.5, 0.75, 1.0)
 
 
 class Reporting:
@@ -70,7 +72,7 @@ def poll_times(op: Op, policy: Policy, stats: DurationStats | None, rng: random.
 
 
 def estimates(op: Op, polls: list[float], progress: Reporting | None, stats: DurationStats | None,
-              read: set[int]) -> dict[int, dict]:
+              read: set[int], blend=eta.estimate) -> dict[int, dict]:
     """What each strategy said at the polls `read` (indices): {strategy: (eta_s, low_s, high_s) | None},
     times from submission. Every poll adds its progress sample, as on the record."""
     out, samples = {}, None
@@ -80,7 +82,7 @@ def estimates(op: Op, polls: list[float], progress: Reporting | None, stats: Dur
         samples = eta.add_sample(samples, now.timestamp(), percent)
         if i not in read:
             continue
-        said = {BLEND: _seconds(eta.estimate(now, t, samples, stats))}
+        said = {BLEND: _seconds(blend(now, t, samples, stats))}
         linear = eta.from_progress(samples, now.timestamp())
         said[LINEAR] = (t + linear.median, t + linear.low, t + linear.high) if linear else None
         known = stats is not None and stats.count >= adaptive.MIN_SAMPLES
@@ -96,7 +98,8 @@ def _seconds(estimate: eta.Estimate | None):
     return tuple((when - EPOCH).total_seconds() for when in (estimate.eta, estimate.low, estimate.high))
 
 
-def evaluate(ops: list[Op], stats: dict[str, DurationStats], policy: Policy, seed: int, reporting: bool) -> dict:
+def evaluate(ops: list[Op], stats: dict[str, DurationStats], policy: Policy, seed: int, reporting: bool,
+             blend=eta.estimate) -> dict:
     rng = random.Random(seed)
     moment_rng = random.Random(seed + 1)  # apart, so the checkpoints' figures do not depend on it
     errors = {f: {s: [] for s in STRATEGIES} for f in MOMENTS}
@@ -110,7 +113,7 @@ def evaluate(ops: list[Op], stats: dict[str, DurationStats], policy: Policy, see
         fractions = {f: f for f in CHECKPOINTS} | {RANDOM: moment_rng.random()}
         last = {f: max((i for i, t in enumerate(polls) if t <= share * op.duration_s), default=None)
                 for f, share in fractions.items()}
-        said = estimates(op, polls, progress, kind_stats, {i for i in last.values() if i is not None})
+        said = estimates(op, polls, progress, kind_stats, {i for i in last.values() if i is not None}, blend)
         for f, share in fractions.items():
             moments[f] += 1
             if last[f] is None:
@@ -160,6 +163,33 @@ def _verdicts(table: list[dict], moments: tuple = CHECKPOINTS) -> dict:
     return verdicts
 
 
+def history_weighed(weight: float):
+    """The blend's history-only estimate with each learnt duration D weighed D^-weight."""
+    def blend(now: datetime, elapsed_s: float, samples, stats: DurationStats | None) -> eta.Estimate | None:
+        left = eta.from_history(stats, elapsed_s, None, weight)
+        if left is None:
+            return None
+        return eta.Estimate(*(now + timedelta(seconds=s) for s in (left.median, left.low, left.high)),
+                            eta.BASIS_HISTORY)
+    return blend
+
+
+def weight_sweep(n: int, seed: int) -> list[dict]:
+    """(info) Does any weighing of history win every checkpoint where elapsed time is all there is? Each weight's
+    checkpoints behind the per-kind median, on the two workloads without progress."""
+    policy, rows = Policy(), []
+    workloads = [("P2 mixed kinds", mixed_kinds(n, seed + 1), mixed_kinds(n, seed)),
+                 ("P2 single kind, log-uniform", log_uniform(n, seed + 1), log_uniform(n, seed))]
+    learnt = [(name, learn(train, policy, seed + 7), test) for name, train, test in workloads]
+    for weight in SWEEP_WEIGHTS:
+        row = {"weight": weight}
+        for name, stats, test in learnt:
+            verdict = evaluate(test, stats, policy, seed, False, history_weighed(weight))["verdicts"][MEDIAN]
+            row[name] = verdict
+        rows.append(row)
+    return rows
+
+
 def run(quick: bool = False, seeds: tuple[int, ...] = SEEDS) -> dict:
     started = time.monotonic()
     n = 400 if quick else 1200
@@ -184,6 +214,7 @@ def run(quick: bool = False, seeds: tuple[int, ...] = SEEDS) -> dict:
             workload["seed_random_verdicts"][seed] = result["random_verdicts"]
     verdicts = [v for w in results["workloads"] for by_seed in w["seed_verdicts"].values()
                 for v in by_seed.values() if v != "n/a"]
+    results["weight_sweep"] = {"seed": seeds[0], "rows": weight_sweep(n, seeds[0])}
     results["verdict"] = "PASS" if verdicts and all(v == "AHEAD" for v in verdicts) else "MISS"
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     return results

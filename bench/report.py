@@ -174,12 +174,13 @@ def eta_section(r: dict) -> list[str]:
         "(no progress), the operations that decide the 25 % median against the per-kind median are mostly ones "
         "that ran long for their kind, seen at 0.30–0.40 of its median (they want a later estimate than the "
         "median), and those that decide the 75 % p90 include short ones seen at 0.39–0.46 of it (they want an "
-        "earlier one): the same elapsed time, where it says almost nothing (measured on each of the three seeds). "
-        "No estimate that rests on elapsed time alone serves both; ours takes the calibrated reading rather than "
-        "one tuned to a checkpoint. With progress, the same pull toward mid-life keeps the blend level with linear "
-        "progress alone on the median at 75 % (within 0.01, ahead or behind by seed), ahead on the p90. The "
-        "checkpoints' verdicts are the goal; the random moment's "
-        "are shown beside them, for information.",
+        "earlier one): the same elapsed time, where it says almost nothing. The sweep at the end weighs each "
+        "learnt duration D by D^-w instead of 1/D (w = 0: a reader at a fixed elapsed time; w = 1: ours); weights "
+        f"ahead of the per-kind median at every checkpoint of both workloads: {_sweep_winners(r)}. Where none "
+        "is, no weighing of elapsed time alone serves every checkpoint; ours takes the calibrated reading "
+        "rather than one tuned to a checkpoint. With progress, the same pull toward mid-life keeps the blend level "
+        "with linear progress alone on the median at 75 % (within 0.01, ahead or behind by seed), ahead on the "
+        "p90. The checkpoints' verdicts are the goal; the random moment's are shown beside them, for information.",
         "",
         f"Goal: {r['goal']}.",
         "",
@@ -206,7 +207,22 @@ def eta_section(r: dict) -> list[str]:
             out.append(f"| {at} | {row['strategy']} | {row['paired']} | {row['answered']:.0%} | "
                        f"{_f(row['err_p50'], 2)} | {_f(row['err_p90'], 2)} | {coverage} |")
         out.append("")
+    sweep = r.get("weight_sweep")
+    if sweep:
+        names = [k for k in sweep["rows"][0] if k != "weight"]
+        out += [f"(info) History alone, each learnt duration weighed D^-w, vs the per-kind median (seed "
+                f"{sweep['seed']}; bench/eta_accuracy.py weight_sweep):", "",
+                "| w | " + " | ".join(names) + " |", "|---:|" + "---|" * len(names)]
+        out += [f"| {row['weight']:g} | " + " | ".join(row[n] for n in names) + " |" for row in sweep["rows"]]
+        out.append("")
     return out
+
+
+def _sweep_winners(r: dict) -> str:
+    rows = (r.get("weight_sweep") or {}).get("rows") or []
+    winners = [f"{row['weight']:g}" for row in rows
+               if all(v == "AHEAD" for k, v in row.items() if k != "weight")]
+    return ", ".join(winners) if winners else "none" if rows else "not swept"
 
 
 def _eta_summary(r: dict) -> str:

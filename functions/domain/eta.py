@@ -34,6 +34,8 @@ SAMPLES_KEPT = 8
 # The interval is the 10th..90th percentile of the remaining time.
 INTERVAL_LO, INTERVAL_HI = 0.10, 0.90
 Z80 = 1.2816  # the 90th percentile of a standard normal, in standard deviations
+# Each learnt duration D weighs D^-READER_WEIGHT: 1 for a reader at a random moment of the life (module doc).
+READER_WEIGHT = 1.0
 # Past the 95th percentile of its kind, history says nothing about what is left.
 HISTORY_MIN_SURVIVING = 0.05
 # With progress, the product is read on a grid of remaining times, log-spaced: a few steps inside
@@ -116,48 +118,65 @@ def from_progress(samples: Sequence[Sequence[float]] | None, now_s: float) -> Re
     return _around(median, sigma)
 
 
-def from_history(stats: DurationStats | None, elapsed_s: float,
-                 progress: Remaining | None = None) -> Remaining | None:
+def from_history(stats: DurationStats | None, elapsed_s: float, progress: Remaining | None = None,
+                 weight: float = READER_WEIGHT) -> Remaining | None:
     """What is left by the kind's durations, `elapsed_s` into the operation's life (module doc),
     times the progress trend's likelihood when given. None with too little history, past its
     95th percentile, or when none of the kind's durations lies within PROGRESS_REACH of what
-    progress says."""
+    progress says. `weight`: each duration D weighs D^-weight (READER_WEIGHT; the accuracy
+    benchmark sweeps it)."""
     if stats is None or stats.count < MIN_SAMPLES:
         return None
     bins = [(lo, hi, n) for lo, hi, n in stats.bins() if hi > elapsed_s]
     surviving = sum(n * math.log(hi / max(lo, elapsed_s)) / math.log(hi / lo) for lo, hi, n in bins)
     if surviving < HISTORY_MIN_SURVIVING * stats.count:
         return None
-    left = _left_by_history(bins, elapsed_s) if progress is None else _left_by_both(bins, elapsed_s, progress)
+    left = (_left_by_history(bins, elapsed_s, weight) if progress is None
+            else _left_by_both(bins, elapsed_s, progress, weight))
     if left is None:
         return None
     median = max(left(0.5), MIN_REMAINING_S)
     return Remaining(min(left(INTERVAL_LO), median), median, max(left(INTERVAL_HI), median))
 
 
-def _left_by_history(bins: list[tuple[float, float, int]], elapsed_s: float) -> Callable[[float], float]:
+def _left_by_history(bins: list[tuple[float, float, int]], elapsed_s: float,
+                     weight: float) -> Callable[[float], float]:
     """The q-quantile of the time left, in closed form: inside a bucket durations are log-uniform
-    (density ∝ 1/D, as DurationStats.quantile reads them), so weighed 1/D their density is ∝ 1/D²."""
+    (density ∝ 1/D, as DurationStats.quantile reads them), so weighed D^-weight their density is
+    ∝ D^-(1 + weight)."""
     pieces = []
     for lo, hi, n in bins:
         start = max(lo, elapsed_s)
-        pieces.append((start, hi, n / math.log(hi / lo) * (1 / start - 1 / hi)))
+        pieces.append((start, hi, n / math.log(hi / lo) * _power_mass(start, hi, weight)))
     total = sum(mass for *_, mass in pieces)
 
     def left(q: float) -> float:
         target, seen = q * total, 0.0
         for start, end, mass in pieces:
             if mass > 0 and seen + mass >= target:
-                share = (target - seen) / mass
-                return 1 / (1 / start - share * (1 / start - 1 / end)) - elapsed_s
+                return _power_quantile(start, end, weight, (target - seen) / mass) - elapsed_s
             seen += mass
         return pieces[-1][1] - elapsed_s
 
     return left
 
 
-def _left_by_both(bins: list[tuple[float, float, int]], elapsed_s: float,
-                  progress: Remaining) -> Callable[[float], float] | None:
+def _power_mass(start: float, end: float, weight: float) -> float:
+    """∫ D^-(1 + weight) dD over [start, end]."""
+    if weight == 0:
+        return math.log(end / start)
+    return (start ** -weight - end ** -weight) / weight
+
+
+def _power_quantile(start: float, end: float, weight: float, share: float) -> float:
+    """The D in [start, end] below which `share` of ∫ D^-(1 + weight) dD lies."""
+    if weight == 0:
+        return start * (end / start) ** share
+    return (start ** -weight - share * (start ** -weight - end ** -weight)) ** (-1 / weight)
+
+
+def _left_by_both(bins: list[tuple[float, float, int]], elapsed_s: float, progress: Remaining,
+                  weight: float) -> Callable[[float], float] | None:
     """The q-quantile of the time left by history (prior) times progress (likelihood), on a grid of
     time left log-spaced around what progress says; None when history has no duration there."""
     def cell(seconds: float) -> int:
@@ -178,8 +197,9 @@ def _left_by_both(bins: list[tuple[float, float, int]], elapsed_s: float,
             continue
         bucket_lo, bucket_hi, n = bins[index]
         z = math.log(mid / progress.median) / progress.sigma
-        # The bucket's density per second over the cell's width, weighed 1/duration, times the likelihood.
-        masses.append(n / (duration * math.log(bucket_hi / bucket_lo)) * (hi - lo) / duration * math.exp(-0.5 * z * z))
+        # The bucket's density per second over the cell's width, weighed duration^-weight, times the likelihood.
+        masses.append(n / (duration * math.log(bucket_hi / bucket_lo)) * (hi - lo) / duration ** weight
+                      * math.exp(-0.5 * z * z))
     total = sum(masses)
     if total <= 0:
         return None

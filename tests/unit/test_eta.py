@@ -220,3 +220,18 @@ def test_bins_list_each_bucket_with_its_edges_and_count():
     bins = stats.bins()
     assert [n for _, _, n in bins] == [2, 1]
     assert all(lo < hi for lo, hi, _ in bins) and bins[0][0] <= 10 < bins[0][1]
+
+
+def test_history_weighed_alike_reads_the_kinds_own_quantiles_from_the_start():
+    """Weight 0 (a reader at a fixed elapsed time): at elapsed 0 the estimate is the histogram's own median."""
+    stats = stats_of(lognormal(2000, 600.0, sigma=0.8))
+    left = eta.from_history(stats, 0.0, weight=0.0)
+    assert left.median == pytest.approx(stats.quantile(0.5), rel=1e-9)
+    assert left.low == pytest.approx(stats.quantile(0.1), rel=1e-9)
+    assert left.high == pytest.approx(stats.quantile(0.9), rel=1e-9)
+
+
+def test_a_heavier_weight_on_short_durations_reads_an_earlier_end():
+    stats = stats_of(lognormal(2000, 600.0, sigma=0.8))
+    medians = [eta.from_history(stats, 120.0, weight=w).median for w in (0.0, 0.5, 1.0, 2.0)]
+    assert medians == sorted(medians, reverse=True) and len(set(medians)) == 4
