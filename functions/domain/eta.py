@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 
 from functions.domain.adaptive import MIN_SAMPLES, DurationStats
 
-# Samples kept on the record: the first where progress moved, and the latest.
+# Samples kept on the record: the last at the starting value (work began after it), and the latest.
 SAMPLES_KEPT = 8
 # The interval is the 10th..90th percentile of the remaining time.
 INTERVAL_LO, INTERVAL_HI = 0.10, 0.90
@@ -82,12 +82,15 @@ NO_ESTIMATE = {"eta": None, "eta_low": None, "eta_high": None, "eta_basis": None
 
 
 def add_sample(samples: Sequence[Sequence[float]] | None, t_s: float, percent: int | None) -> list | None:
-    """`samples` with (t_s, percent) added: the first kept, then the latest SAMPLES_KEPT - 1."""
+    """`samples` with (t_s, percent) added: the last at the starting value, then the latest SAMPLES_KEPT - 1."""
     kept = [list(s) for s in samples or ()]
     if percent is None:
         return kept or None
     if kept and t_s <= kept[-1][0]:
         return kept  # a replayed poll adds nothing
+    if kept and all(p == percent for _, p in kept):
+        # Still at its starting value (queued): work began after the latest such sample, so only it counts.
+        return [[round(t_s, 3), int(percent)]]
     kept.append([round(t_s, 3), int(percent)])
     if len(kept) > SAMPLES_KEPT:
         kept = [kept[0], *kept[-(SAMPLES_KEPT - 1):]]

@@ -49,6 +49,16 @@ def test_only_the_first_and_the_latest_samples_are_kept():
     assert [p for _, p in kept[1:]] == list(range(20 - eta.SAMPLES_KEPT + 1, 20))
 
 
+def test_while_queued_only_the_latest_sample_at_the_starting_value_is_kept():
+    """Queued at 0 % for 100 s, then moving: the fit starts where the queue was last seen, not at submission."""
+    kept = None
+    for t, p in [(0, 0), (50, 0), (100, 0), (110, 5), (120, 10)] + [(120 + 10 * i, 10 + 5 * i) for i in range(1, 10)]:
+        kept = eta.add_sample(kept, T0 + t, p)
+    assert kept[0] == [T0 + 100, 0] and len(kept) == eta.SAMPLES_KEPT
+    left = eta.from_progress(kept, T0 + 210)
+    assert left.median == pytest.approx(90, rel=0.01)  # at 55 %, 45 % to go at 0.5 %/s
+
+
 # ---- progress ----------------------------------------------------------------------
 
 
