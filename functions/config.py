@@ -84,7 +84,7 @@ class Settings:
     notify_url_prefixes: tuple[str, ...] = ()
     poll_budget_s: float = 50.0
     poll_concurrency: int = 32
-    poll_batch: int = 200
+    poll_batch: int = 500  # due records per query: each query has a fixed cost, whatever its size
     lease_s: float = 60.0
     shards: int = 16
     default_policy: Policy = field(default_factory=Policy)
@@ -163,7 +163,7 @@ class Settings:
             notify_url_prefixes=prefixes,
             poll_budget_s=_number(env, ENV_POLL_BUDGET_S, 50.0, 1, 3500),
             poll_concurrency=int(_number(env, ENV_POLL_CONCURRENCY, 32, 1, 512)),
-            poll_batch=int(_number(env, ENV_POLL_BATCH, 200, 1, 500)),
+            poll_batch=int(_number(env, ENV_POLL_BATCH, 500, 1, 500)),
             lease_s=_number(env, ENV_LEASE_S, 60.0, 5, 3600),
             shards=int(_number(env, ENV_SHARDS, 16, 1, 256)),
             default_policy=policy,

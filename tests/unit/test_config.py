@@ -56,7 +56,7 @@ def test_project_is_required():
 
 def test_empty_values_fall_back_to_defaults():
     s = settings(LRO_COLLECTION="", LRO_EVENTS_TOPIC="", LRO_POLL_BATCH="", LRO_API_BASE_URL="")
-    assert (s.collection, s.events_topic, s.poll_batch, s.api_base_url) == ("lro_operations", "lro-events", 200, None)
+    assert (s.collection, s.events_topic, s.poll_batch, s.api_base_url) == ("lro_operations", "lro-events", 500, None)
 
 
 def test_values_are_read_from_the_environment():

@@ -278,9 +278,9 @@ variable "poll_concurrency" {
 }
 
 variable "poll_batch" {
-  description = "Operations claimed per Firestore query by the poller (LRO_POLL_BATCH)."
+  description = "Due operations read per Firestore query by the poller (LRO_POLL_BATCH)."
   type        = number
-  default     = 200
+  default     = 500
 
   validation {
     condition     = var.poll_batch >= 1 && var.poll_batch <= 500
