@@ -143,6 +143,17 @@ def p2_section(r: dict) -> list[str]:
             f"meets the goal on {met_adapt}/{len(r['workloads'])} workloads with adaptation, "
             f"{met_plain}/{len(r['workloads'])} without. Policies in the grid meeting the goal on every workload: "
             f"{r['grid_meeting_adaptive']} with adaptation, {r['grid_meeting_plain']} without.", ""]
+    checks = r.get("seed_checks") or []
+    if checks:
+        passed = sum(c["verdict"] == "PASS" for c in checks)
+        out += [f"The default policy + adaptation on {len(checks) // 2} seeds (fresh training and test operations "
+                f"each, api-core's own jitter included): {passed} of {len(checks)} workload runs meet the goal.", "",
+                "| seed | workload | lag p95 s | api-core lag p95 s | p95 lag ÷ api-core | GETs ÷ api-core | result |",
+                "|---:|---|---:|---:|---:|---:|---|"]
+        out += [f"| {c['seed']} | {c['workload']} | {_f(c['lag_p95_s'])} | {_f(c['api_core_lag_p95_s'])} | "
+                f"{_f(c['lag_p95_vs_api_core'], 2)} | {_f(c['calls_vs_api_core'], 3)} | {c['verdict']} |"
+                for c in checks]
+        out.append("")
     return out
 
 
@@ -216,6 +227,12 @@ def eta_section(r: dict) -> list[str]:
         out += [f"| {row['weight']:g} | " + " | ".join(row[n] for n in names) + " |" for row in sweep["rows"]]
         out.append("")
     return out
+
+
+def _p2_seeds(r: dict) -> str:
+    checks = r.get("seed_checks") or []
+    passed = sum(c["verdict"] == "PASS" for c in checks)
+    return f" (default + adaptation on {len(checks) // 2} seeds: {passed}/{len(checks)} runs PASS)" if checks else ""
 
 
 def _sweep_winners(r: dict) -> str:
@@ -449,7 +466,7 @@ def write(results: dict, quick: bool, elapsed_s: float, path: Path = REPORT) -> 
         "p2": lambda r: " / ".join(
             f"{w['name'].split(' (')[0]}: " + "; ".join(
                 f"{row['strategy'].split(' (')[0].replace('lrowatch ', '')} {row['verdict']}"
-                for row in w["rows"] if row["verdict"]) for w in r["workloads"]),
+                for row in w["rows"] if row["verdict"]) for w in r["workloads"]) + _p2_seeds(r),
         "p3": lambda r: (f"growth {r['growth']:.2f}×, peak {max(x['peak_rss_mb'] for x in r['sizes']):.0f} MB → "
                          f"{r['verdict']}") if "growth" in r else r["verdict"],
         "cold": lambda r: f"{r['ratio']:.2f}×, no network: {r['no_network']} → {r['verdict']}",

@@ -9,14 +9,17 @@ and a Firestore document can hold it.
 How the schedule uses it:
 - no data (or too little) → the policy's own ramp, unchanged;
 - the first poll lands near the start of the kind's likely finish window
-  (its FIRST_POLL_QUANTILE), never later than policy.max_delay_s;
+  (its FIRST_POLL_QUANTILE), never later than policy.max_delay_s, nor so
+  late that it alone breaks the lag promise below;
 - it is planned to a lag promise: LAG_SHARE (95 %) of the kind's operations
   seen within DENSE_MAX_S of finishing, at the fewest GETs. Inside the dense
   stretches (dense_stretches) polls are a dense spacing apart (a fraction of
   the median, at most DENSE_MAX_S); the histogram buckets where a poll is
   least likely to find a finish (most GETs saved per finish seen late) are
   left sparse, for as long as the finishes seen late stay within the other
-  5 %, at two standard errors of the learnt shares;
+  5 %, at two standard errors of the learnt shares, counted on the histogram
+  smoothed over neighbouring buckets (learnt durations cluster at poll
+  midpoints, and the emptiest buckets by chance are the likeliest picks);
 - outside the stretches, the policy's geometric ramp, landing on the next
   stretch's start rather than jumping past it; past the last one, the spacing
   widens again. No gap ever exceeds policy.max_delay_s.
@@ -46,6 +49,7 @@ DENSE_MAX_S = 15.0
 # The lag promise the schedule is planned to: this share of a kind's operations seen within
 # DENSE_MAX_S of finishing, at the fewest GETs (dense_stretches).
 LAG_SHARE = 0.95
+SMOOTHING = 2  # buckets either side (half a doubling) when planning on the histogram
 TAIL_GROWTH = 0.25  # past the window, spacing grows by this fraction of the time past it
 
 
@@ -173,8 +177,15 @@ def first_poll_delay(stats: DurationStats | None, policy: Policy) -> float:
     """Delay of the first poll: near the kind's likely finish, never past max_delay_s."""
     if not _known(stats):
         return policy.initial_delay_s
-    expected = stats.quantile(FIRST_POLL_QUANTILE)
+    # Never so late that more finishes than the lag promise allows wait over DENSE_MAX_S for it.
+    expected = min(stats.quantile(FIRST_POLL_QUANTILE), stats.quantile(_late_allowance(stats)) + DENSE_MAX_S)
     return min(max(expected, policy.initial_delay_s), policy.max_delay_s)
+
+
+def _late_allowance(stats: DurationStats) -> float:
+    """The share of a kind's finishes the schedule may see late: 1 - LAG_SHARE, less two standard errors
+    of a share learnt from stats.count samples."""
+    return max((1.0 - LAG_SHARE) - 2.0 * math.sqrt(LAG_SHARE * (1.0 - LAG_SHARE) / stats.count), 0.0)
 
 
 def dense_delay(stats: DurationStats, policy: Policy) -> float:
@@ -201,37 +212,62 @@ def dense_stretches(stats: DurationStats, policy: Policy) -> tuple[tuple[float, 
 def _plan(stats: DurationStats, policy: Policy) -> tuple[tuple[float, float], ...]:
     first, dense = first_poll_delay(stats, policy), dense_delay(stats, policy)
     sparse = max(policy.max_delay_s, dense)
-    late = max(0.0, 1.0 - DENSE_MAX_S / sparse)  # share of a sparse stretch's finishes seen late
-    # The learnt shares are a sample's: spend only what stays within the promise at two standard errors.
-    share = (1.0 - LAG_SHARE) - 2.0 * math.sqrt(LAG_SHARE * (1.0 - LAG_SHARE) / stats.count)
-    budget = share * stats.count - stats.count_below(first - DENSE_MAX_S)
+    budget = _late_allowance(stats) * stats.count - stats.count_below(first - DENSE_MAX_S)
+    # Planned on the histogram smoothed over SMOOTHING buckets either side: a learnt duration is the
+    # midpoint between two polls, so finishes cluster in some buckets and leave neighbours empty, and
+    # choosing the buckets that hold the fewest finishes by chance would leave more late than counted.
     pieces, alive = [], float(stats.count)  # (start, end, finishes, alive at start), from the first poll on
-    for lo, hi, n in stats.bins():
+    for lo, hi, n in _smoothed(stats):
         inside = n * math.log(hi / max(lo, first)) / math.log(hi / lo) if hi > first else 0.0
         alive -= n - inside
         if inside > 0:
             pieces.append((max(lo, first), hi, inside, alive))
         alive -= inside
 
-    def saved_per_late_finish(piece) -> float:
-        start, end, finishes, alive_then = piece
-        return alive_then * (end - start) * (1 / dense - 1 / sparse) / (finishes * late or 1e-12)
+    def late(i: int, j: int) -> float:
+        """Finishes seen late in a sparse gap over pieces i..j: polls there are at most the gap's width
+        (a landing on the next dense stretch) or `sparse` apart, and a finish waits for the next one."""
+        if i > j:
+            return 0.0
+        spacing = min(sparse, pieces[j][1] - pieces[i][0])
+        return sum(p[2] for p in pieces[i:j + 1]) * max(0.0, 1.0 - DENSE_MAX_S / spacing)
 
-    sparse_pieces = set()
-    for i in sorted(range(len(pieces)), key=lambda i: -saved_per_late_finish(pieces[i])):
-        cost = pieces[i][2] * late
+    def saved_per_finish(i: int) -> float:
+        start, end, finishes, alive_then = pieces[i]
+        return alive_then * (end - start) * (1 / dense - 1 / sparse) / finishes
+
+    is_sparse = [False] * len(pieces)
+    for i in sorted(range(len(pieces)), key=saved_per_finish, reverse=True):
+        lo = hi = i  # the sparse gap piece i would join
+        while lo > 0 and is_sparse[lo - 1]:
+            lo -= 1
+        while hi + 1 < len(pieces) and is_sparse[hi + 1]:
+            hi += 1
+        cost = late(lo, hi) - late(lo, i - 1) - late(i + 1, hi)
         if cost <= budget:
             budget -= cost
-            sparse_pieces.add(i)
+            is_sparse[i] = True
     stretches: list[list[float]] = []
-    for i, (start, end, _, _) in enumerate(pieces):
-        if i in sparse_pieces:
+    for (start, end, _, _), skipped in zip(pieces, is_sparse):
+        if skipped:
             continue
         if stretches and stretches[-1][1] >= start:
             stretches[-1][1] = end
         else:
             stretches.append([start, end])
     return tuple((start, end) for start, end in stretches)
+
+
+def _smoothed(stats: DurationStats) -> list[tuple[float, float, float]]:
+    """(low edge, high edge, count) of every bucket from the shortest to the longest seen, each count the
+    mean over SMOOTHING buckets either side (within that range), rescaled to the same total."""
+    first, last = min(stats.buckets), max(stats.buckets)
+    means = []
+    for i in range(first, last + 1):
+        window = range(max(i - SMOOTHING, first), min(i + SMOOTHING, last) + 1)
+        means.append(sum(stats.buckets.get(j, 0) for j in window) / len(window))
+    scale = stats.count / sum(means)
+    return [(_edge(first + k), _edge(first + k + 1), m * scale) for k, m in enumerate(means)]
 
 
 def next_delay(stats: DurationStats | None, elapsed_s: float, polls_done: int, policy: Policy,

@@ -87,17 +87,20 @@ def test_polls_are_dense_inside_the_likely_window_and_sparse_outside():
 
 
 def _late_share(durations: list[float], stats, policy: Policy) -> float:
-    """Share of `durations` finishing outside every dense stretch, where a poll may see them late."""
-    stretches = adaptive.dense_stretches(stats, policy)
-    first = first_poll_delay(stats, policy)
-    outside = [d for d in durations if d >= first and not any(a <= d < b for a, b in stretches)]
-    early = [d for d in durations if d < first - adaptive.DENSE_MAX_S]
-    return (len(outside) + len(early)) / len(durations)
+    """Share of `durations` that the schedule (unjittered) sees later than DENSE_MAX_S after they end."""
+    late = 0
+    for d in durations:
+        t, polls = first_poll_delay(stats, policy), 0
+        while t < d:
+            polls += 1
+            t += next_delay(stats, t, polls, policy)
+        late += t - d > adaptive.DENSE_MAX_S
+    return late / len(durations)
 
 
-@pytest.mark.parametrize("sigma", [0.3, 1.0, 2.5])
+@pytest.mark.parametrize("sigma", [0.3, 1.0, 2.0])
 def test_sparse_stretches_leave_at_most_the_promised_share_of_finishes_to_be_seen_late(sigma):
-    durations = lognormal(5000, 600.0, sigma=sigma, seed=4)
+    durations = lognormal(1000, 600.0, sigma=sigma, seed=4)
     stats = stats_of(durations)
     assert _late_share(durations, stats, POLICY) <= 1 - adaptive.LAG_SHARE
 
@@ -105,13 +108,15 @@ def test_sparse_stretches_leave_at_most_the_promised_share_of_finishes_to_be_see
 def test_a_wide_kind_leaves_its_least_likely_stretch_sparse_and_saves_polls():
     """Log-uniform 3 s..3 h: finishing is least likely per poll late in life, so that is left sparse."""
     rng = random.Random(5)
-    durations = [3.0 * 3600 ** rng.random() for _ in range(5000)]
+    durations = [3.0 * 3600 ** rng.random() for _ in range(2000)]
     stats = stats_of(durations)
     stretches = adaptive.dense_stretches(stats, POLICY)
     assert len(stretches) >= 2 or stretches[-1][1] < max(durations)
     assert 0 < _late_share(durations, stats, POLICY) <= 1 - adaptive.LAG_SHARE
-    gap = next(s[1] for s in stretches if s[1] < max(durations))
-    assert next_delay(stats, gap + 1.0, 500, POLICY) > adaptive.dense_delay(stats, POLICY)
+    widest = max(zip(stretches, stretches[1:]), key=lambda pair: pair[1][0] - pair[0][1])
+    inside_gap = widest[0][1] + 1.0
+    assert widest[1][0] - inside_gap > 2 * adaptive.DENSE_MAX_S
+    assert next_delay(stats, inside_gap, 500, POLICY) > adaptive.dense_delay(stats, POLICY)
 
 
 def test_a_small_sample_spends_no_late_share():
