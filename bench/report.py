@@ -92,7 +92,7 @@ def p1_section(r: dict) -> list[str]:
         out += [f"*{row.get('path', 'all changes')}, concurrency {row['concurrency']}* — CPU used during the "
                 f"run: {cpu} (the machine has {os.cpu_count()} cores × {row['wall_s']} s = "
                 f"{(os.cpu_count() or 1) * row['wall_s']:.1f} core-seconds). Firestore over the run: "
-                f"{row.get('firestore')}.", ""] + _calls_table(row["profile"])
+                f"{row.get('firestore')}.{_cpu_bound(row, r)}", ""] + _calls_table(row["profile"])
         spots = row.get("hot_spots")
         if spots:
             out += [f"Profile (py-spy, all threads, {spots['samples']:,} samples at 200 Hz). By library: " +
@@ -104,6 +104,22 @@ def p1_section(r: dict) -> list[str]:
     for path, base in r.get("baselines", {"all changes": r["baseline"]}).items():
         out += [f"*Baseline, {path}* per operation:", ""] + _calls_table(base["profile"])
     return out
+
+
+def _cpu_bound(row: dict, r: dict) -> str:
+    """What this machine's cores allow at the CPU every process spent per GET in this run, and with a
+    poller that cost nothing: the stack (emulators, simulator) shares the cores the poller runs on."""
+    cores, polled = os.cpu_count() or 1, row.get("polled") or 0
+    if not polled:
+        return ""
+    total = sum(row["cpu_s"].values()) / polled
+    stack = total - row["cpu_s"].get("bench process (poller)", 0.0) / polled
+    base = (r.get("baselines") or {}).get(row.get("path", "all changes"), {}).get("ops_per_s")
+    times = (lambda rate: f" = {rate / base:.0f}× the naive loop") if base else (lambda rate: "")
+    return (f" At this run's CPU per GET, all processes together ({1000 * total:.1f} ms), {cores} cores allow at "
+            f"most {cores / total:.0f} ops/s{times(cores / total)}; with a poller that cost no CPU at all "
+            f"({1000 * stack:.1f} ms of emulators and simulator per GET), {cores / stack:.0f} ops/s"
+            f"{times(cores / stack)}.") if total > 0 and stack > 0 else ""
 
 
 def _calls_table(profile: list[dict]) -> list[str]:
