@@ -24,21 +24,40 @@ EVENT_PAYLOAD_LIMIT = 256 * 1024
 
 @dataclass(frozen=True)
 class Message:
-    """A Pub/Sub message ready to publish (or to park in the outbox)."""
+    """A Pub/Sub message ready to publish (or to park in the outbox).
+
+    `data` is JSON-encoded once (`json_text`): the outbox entry and the publish payload
+    share that text. `data` is never changed once the message is built.
+    """
 
     data: dict
     attributes: dict = field(default_factory=dict)
     ordering_key: str = ""
+    # `data` as JSON text, when already encoded (see json_text).
+    encoded_data: str | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def json_text(self) -> str:
+        if self.encoded_data is None:  # frozen, but a cache of its own data is no change
+            object.__setattr__(self, "encoded_data", compact_json(self.data))
+        return self.encoded_data  # type: ignore[return-value]
 
     def encoded(self) -> bytes:
-        return json.dumps(self.data, separators=(",", ":")).encode()
+        return self.json_text.encode()
 
     def to_doc(self) -> dict:
-        return {"data": json.dumps(self.data), "attributes": self.attributes, "ordering_key": self.ordering_key}
+        return {"data": self.json_text, "attributes": self.attributes, "ordering_key": self.ordering_key}
 
     @classmethod
     def from_doc(cls, doc: dict) -> "Message":
-        return cls(json.loads(doc["data"]), dict(doc.get("attributes") or {}), doc.get("ordering_key", ""))
+        """From its outbox entry: published again as the very text that was stored."""
+        text = doc["data"]
+        return cls(json.loads(text), dict(doc.get("attributes") or {}), doc.get("ordering_key", ""), text)
+
+
+def compact_json(value: Any) -> str:
+    """JSON without spaces, ASCII only: the form of every message lrowatch publishes."""
+    return json.dumps(value, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -102,10 +121,19 @@ def state_changed(record: Record, previous_state: str, observed_at: datetime) ->
     data.update(record.eta_json())
     if record.items is not None:
         data["items"] = _items(record)
-    payload = len(json.dumps([data["metadata"], data["response"]], separators=(",", ":")))
-    if record.truncated or payload > EVENT_PAYLOAD_LIMIT:
+    if record.truncated:
         data["metadata"], data["response"], data["truncated"] = {}, {}, True
-    return Message(data, _attributes(STATE_CHANGED, eid, record), ordering_key=record.id)
+    text = compact_json(data)
+    # The whole event holds metadata and response: only a large one needs them measured alone.
+    if len(text) > EVENT_PAYLOAD_LIMIT and _api_json_size(data) > EVENT_PAYLOAD_LIMIT:
+        data["metadata"], data["response"], data["truncated"] = {}, {}, True
+        text = compact_json(data)
+    return Message(data, _attributes(STATE_CHANGED, eid, record), ordering_key=record.id, encoded_data=text)
+
+
+def _api_json_size(data: dict) -> int:
+    """The size of the event's API JSON (metadata and response), as its limit counts it."""
+    return len(compact_json([data["metadata"], data["response"]]))
 
 
 def _items(record: Record) -> dict:

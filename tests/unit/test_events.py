@@ -161,6 +161,21 @@ def test_record_already_truncated_gives_a_truncated_event():
     assert data["truncated"] is True
 
 
+def test_api_json_just_within_the_limit_is_kept_though_the_whole_event_is_larger():
+    wrapper = len(events.compact_json([{"blob": ""}, {}]))
+    exact = {"blob": "x" * (EVENT_PAYLOAD_LIMIT - wrapper)}
+    message = events.state_changed(finished(metadata=exact, response={}), "RUNNING", OBSERVED)
+    assert len(message.encoded()) > EVENT_PAYLOAD_LIMIT
+    assert message.data["metadata"] == exact and "truncated" not in message.data
+
+
+def test_api_json_one_byte_over_the_limit_is_left_out():
+    wrapper = len(events.compact_json([{"blob": ""}, {}]))
+    over = {"blob": "x" * (EVENT_PAYLOAD_LIMIT - wrapper + 1)}
+    data = events.state_changed(finished(metadata=over, response={}), "RUNNING", OBSERVED).data
+    assert data["truncated"] is True and data["metadata"] == {}
+
+
 def test_items_survive_truncation():
     big = {"blob": "x" * EVENT_PAYLOAD_LIMIT}
     data = events.state_changed(finished(response=big), "RUNNING", OBSERVED).data
@@ -225,6 +240,29 @@ def test_notification_is_compact_and_names_the_event():
 def test_message_round_trips_through_its_outbox_document():
     message = events.state_changed(finished(), "RUNNING", OBSERVED)
     assert Message.from_doc(message.to_doc()) == message
+
+
+@pytest.mark.parametrize("metadata", [{"m": 1}, {"blob": "x" * EVENT_PAYLOAD_LIMIT}, {"é": "\u2603 \"q\""}])
+def test_an_event_is_encoded_once_as_a_fresh_encoding_of_its_data_would_be(metadata):
+    message = events.state_changed(finished(metadata=metadata), "RUNNING", OBSERVED)
+    fresh = json.dumps(message.data, separators=(",", ":"))
+    assert message.encoded_data == fresh
+    assert message.encoded() == fresh.encode() and message.to_doc()["data"] == fresh
+
+
+def test_a_message_built_without_its_text_encodes_its_data_once_on_demand():
+    message = events.cancel_command("a" * 32, "why", None)
+    assert message.encoded_data is None
+    assert json.loads(message.encoded()) == message.data
+    assert message.encoded_data == json.dumps(message.data, separators=(",", ":"))
+
+
+def test_a_message_from_the_outbox_is_published_as_the_text_stored():
+    stored = {"data": json.dumps({"type": "cancel", "id": "a" * 32}), "attributes": {"type": "cancel"},
+              "ordering_key": ""}  # an entry written with spaces, as before the text was compact
+    message = Message.from_doc(stored)
+    assert message.encoded() == stored["data"].encode()
+    assert message.data == {"type": "cancel", "id": "a" * 32}
 
 
 def test_outbox_id_is_stable_per_message():
