@@ -8,7 +8,7 @@ string's size is easy to bound under the 1 MiB document limit.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
@@ -124,12 +124,23 @@ class Record:
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> "Record":
-        values = {k: v for k, v in doc.items() if k in _FIELD_SET}
+        """The record a document holds. Built as with_changes builds copies, not through __init__
+        (a due page makes hundreds); a document missing a required field goes through __init__,
+        which says which."""
+        fields_of = dict(_TEMPLATE)  # the defaults, in field order
+        fields_of.update((k, v) for k, v in doc.items() if k in _FIELD_SET)
+        if any(fields_of[name] is _REQUIRED for name in _REQUIRED_NAMES):
+            return cls(**{k: v for k, v in fields_of.items() if v is not _REQUIRED and v is not _FRESH})
         for name in _JSON_FIELDS:
-            if isinstance(values.get(name), str):
-                values[name] = json.loads(values[name])
-        values["state"] = State(values.get("state", "PENDING"))
-        return cls(**values)
+            if isinstance(fields_of[name], str):
+                fields_of[name] = json.loads(fields_of[name])
+        for name, factory in _FACTORIES:
+            if fields_of[name] is _FRESH:
+                fields_of[name] = factory()
+        fields_of["state"] = State(fields_of["state"])
+        record = object.__new__(cls)
+        record.__dict__.update(fields_of)
+        return record
 
     def to_list_json(self) -> dict:
         """The view in GET /operations lists: without metadata and response, which may be
@@ -194,6 +205,13 @@ class Versioned:
 
 _FIELD_NAMES = tuple(f.name for f in fields(Record))
 _FIELD_SET = frozenset(_FIELD_NAMES)
+# What from_doc starts from: each field's default; a marker where the document must say, or
+# where a default is built afresh for each record (a dict of its own).
+_REQUIRED, _FRESH = object(), object()
+_TEMPLATE = {f.name: (f.default if f.default is not MISSING else _FRESH if f.default_factory is not MISSING
+                      else _REQUIRED) for f in fields(Record)}
+_REQUIRED_NAMES = tuple(name for name, value in _TEMPLATE.items() if value is _REQUIRED)
+_FACTORIES = tuple((f.name, f.default_factory) for f in fields(Record) if f.default_factory is not MISSING)
 # Parsed policies by their items: every poll reads its record's policy, and most records share a few.
 _POLICIES: dict[tuple, Policy] = {}
 _POLICIES_MAX = 4096
