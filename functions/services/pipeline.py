@@ -8,7 +8,8 @@ answer decided again on the fresh version, a bounded number of times.
 
 The stages overlap, each on threads of its own, so that none waits on another:
 due records are read ahead a page at a time (DueQueue); up to `poll_concurrency`
-GETs are in flight (a GET and its decision run on a worker); results are
+GETs are in flight (a GET and its decision run on a worker), and a few more wait
+at the workers' door so that a worker that finishes starts the next at once; results are
 committed in groups (at most WRITERS groups at once); committed messages are
 published in order on one thread. The loop that drives them (Pipeline.run)
 dispatches GETs only for shards the run holds (functions.services.ownership)
@@ -20,10 +21,10 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import threading
 import time
 from collections import OrderedDict, deque
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from queue import Empty, SimpleQueue
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
@@ -51,7 +52,10 @@ FIRST_GROUP = 8
 WRITE_MAX_WAIT_S = 0.1
 WRITERS = 2
 # The loop is woken when this many GETs have finished (or all in flight have, or at LOOP_WAIT_S).
-WAKE_AFTER_GETS = 4
+WAKE_AFTER_GETS = 8
+# GETs handed to the workers beyond poll_concurrency: a worker that finishes takes the next
+# at once instead of waiting for the loop. Each checks its shard is still held as it starts.
+READY_AHEAD = 8
 # Re-decisions on fresh data after lost write guards, before giving up (the record stays due).
 COMMIT_ATTEMPTS = 3
 # Due records held back by rate limits, at most this many pages' worth (then reading pauses).
@@ -66,6 +70,9 @@ class Polled:
     result: Any
     decision: Decision
     at: datetime
+    # Counted by the loop, not by each worker (the summary's lock, contended by every worker).
+    answered: bool = False  # the API answered (polled)
+    lag_s: float | None = None  # how late the GET started
 
 
 def submit(pool: Executor, fn: Callable, *args) -> Future:
@@ -81,12 +88,14 @@ class Completions:
     own bookkeeping. Here each future reports itself once, when it finishes.
 
     GETs wake the loop a few at a time (`wake_after`, set by the loop): a wake-up per
-    GET was a thread switch per GET. Everything else wakes it at once.
+    GET was a thread switch per GET. Everything else wakes it at once. The wake-up is a
+    token in a SimpleQueue (a lock in C), not a threading.Event (a Condition in Python).
     """
 
     def __init__(self):
         self._finished: deque[Future] = deque()
-        self._wake = threading.Event()
+        self._wakeups: SimpleQueue = SimpleQueue()
+        self._waking = False  # a token is on its way: no need for another
         self.wake_after = 1
 
     def watch(self, future: Future, batched: bool = False) -> Future:
@@ -95,16 +104,28 @@ class Completions:
 
     def _report(self, future: Future, batched: bool) -> None:
         self._finished.append(future)
-        # Setting the event takes a lock and notifies: only when it wakes the loop.
-        if (not batched or len(self._finished) >= self.wake_after) and not self._wake.is_set():
-            self._wake.set()
+        if (not batched or len(self._finished) >= self.wake_after) and not self._waking:
+            self._waking = True
+            self._wakeups.put(None)
+
+    @property
+    def waking(self) -> bool:
+        """The loop has been woken (or will be) and has not waited since."""
+        return self._waking
 
     def wait(self, timeout: float, wake_after: int = 1) -> None:
-        """Until a watched future finishes (`wake_after` GETs), or has finished unseen, or the timeout."""
+        """Until a watched future finishes (`wake_after` GETs), or has finished unseen, or the timeout.
+        What finished before this returns is in the next drain(); what finishes later wakes the next
+        wait (a token left over only makes a wait return early)."""
         self.wake_after = wake_after
         if len(self._finished) < wake_after:
-            self._wake.wait(timeout)
-        self._wake.clear()  # what finishes from now on sets it again
+            try:
+                self._wakeups.get(timeout=timeout)
+            except Empty:
+                pass
+        while not self._wakeups.empty():
+            self._wakeups.get_nowait()
+        self._waking = False
 
     def drain(self) -> list[Future]:
         finished = []
@@ -202,6 +223,7 @@ class Pipeline:
         self._parked: OrderedDict[Any, deque[Versioned]] = OrderedDict()
         self._parked_count = 0
         self._completions = Completions()
+        self._stop_at = float("inf")
 
     # The loop ---------------------------------------------------------------
     def run(self, stop_at: float) -> None:
@@ -221,6 +243,7 @@ class Pipeline:
         last_flush = self._monotonic()
         group_size = FIRST_GROUP
         completions = self._completions
+        self._stop_at = stop_at
         with ThreadPoolExecutor(concurrency, thread_name_prefix="poll") as workers, \
                 ThreadPoolExecutor(WRITERS, thread_name_prefix="poll-write") as writers, \
                 ThreadPoolExecutor(2, thread_name_prefix="poll-io") as io, \
@@ -234,10 +257,11 @@ class Pipeline:
                 if running and renewing is None and self._ownership.due_for_renewal():
                     renewing = completions.watch(submit(leasing, self._ownership.acquire))
                 if running:
-                    self._dispatch(queue, in_flight, concurrency, workers)
+                    self._dispatch(queue, in_flight, concurrency + min(READY_AHEAD, concurrency), workers)
                 if in_flight or writing or queue.reading is not None or renewing is not None:
                     # Woken once a few GETs are done, but never waiting for more than are in flight.
                     completions.wait(LOOP_WAIT_S, max(1, min(WAKE_AFTER_GETS, len(in_flight))))
+                answered, lags = 0, []
                 for future in completions.drain():
                     if future not in in_flight:
                         continue  # a write, read or renewal: looked at below
@@ -250,10 +274,22 @@ class Pipeline:
                         log.error("a poll worker failed; the operation stays due",
                                   extra={"operation_id": versioned.record.id}, exc_info=True)
                         continue
+                    if polled is None:  # not started: its shard was lost, or the run's time was up
+                        self._in_hand.discard(versioned.record.id)
+                        continue
+                    answered += polled.answered
+                    if polled.lag_s is not None:
+                        lags.append(polled.lag_s)
+                    if polled.decision.record.consecutive_errors > versioned.record.consecutive_errors:
+                        self._summary.count("errors")
                     self._rated(key, polled.result)
                     if not results:
                         results_since = self._monotonic()
                     results.append(polled)
+                if answered:
+                    self._summary.count("polled", answered)
+                for lag in lags:
+                    self._summary.lag(lag)
                 for future in [f for f in writing if f.done()]:
                     writing.remove(future)
                     to_publish += [(kind, message) for d in future.result()
@@ -281,7 +317,7 @@ class Pipeline:
                     if self._nap_until_due(stop_at):
                         queue.wake()
                     else:
-                        stop_at = self._monotonic()
+                        stop_at = self._stop_at = self._monotonic()
             if publishing is not None:
                 publishing.result()
             if renewing is not None:
@@ -292,7 +328,8 @@ class Pipeline:
             self._relay.flush()
 
     def _dispatch(self, queue: DueQueue, in_flight: dict, concurrency: int, workers: Executor) -> None:
-        """Start GETs while there is room: first those waiting on a rate limit, then the queue's."""
+        """Start GETs while there is room (`concurrency`: in flight or at the workers' door): first
+        those waiting on a rate limit, then the queue's."""
         now = self._monotonic()
         for key in list(self._parked):
             waiting = self._parked[key]
@@ -376,26 +413,33 @@ class Pipeline:
         return page, cursor
 
     # GET and decide (on a worker) ------------------------------------------------
-    def _poll_one(self, versioned: Versioned) -> Polled:
+    def _poll_one(self, versioned: Versioned) -> Polled | None:
+        """None when it must not start: its shard is no longer surely held, or the run's time is up
+        (it waited at the workers' door meanwhile). The record stays due either way."""
         record = versioned.record
-        self._summary.lag((self._clock() - record.next_poll_at).total_seconds())
+        if not self._ownership.holds(record.shard % self._shards):
+            self._summary.count("lost_claims")
+            return None
+        if self._monotonic() >= self._stop_at:
+            return None
+        lag_s = (self._clock() - record.next_poll_at).total_seconds()
+        answered = False
         try:
             result = self._api.get(record.ref, record.quota_project)
-            self._summary.count("polled")
-            polled = self._decide(versioned, result)
+            answered = True
+            return self._decide(versioned, result, answered=True, lag_s=lag_s)
         except Exception as exc:  # whatever one answer does is that operation's error, never the run's
-            polled = self._decide(versioned, own_failure(exc, record, "could not handle the API's answer"))
-        if polled.decision.record.consecutive_errors > record.consecutive_errors:
-            self._summary.count("errors")
-        return polled
+            failure = own_failure(exc, record, "could not handle the API's answer")
+            return self._decide(versioned, failure, answered=answered, lag_s=lag_s)
 
-    def _decide(self, versioned: Versioned, result: Any, decide: Callable | None = None) -> Polled:
+    def _decide(self, versioned: Versioned, result: Any, decide: Callable | None = None, *,
+                answered: bool = False, lag_s: float | None = None) -> Polled:
         now = self._clock()
         decision = (decide or self._decide_answer)(versioned.record, result)
         # lease_owner names the run that polled it last, under its shard lease (diagnostics).
         decision = Decision(decision.record.with_changes(lease_owner=self._summary.run_id),
                             decision.event, decision.command)
-        return Polled(versioned, result, decision, now)
+        return Polled(versioned, result, decision, now, answered, lag_s)
 
     # Commit (on a writer) -----------------------------------------------------------
     def _commit(self, group: list[Polled]) -> list[Decision]:

@@ -24,9 +24,9 @@ def test_gets_wake_the_loop_only_once_enough_of_them_are_done():
     completions.wait(0, wake_after=3)
     finished(completions, "a", batched=True)
     finished(completions, "b", batched=True)
-    assert not completions._wake.is_set()
+    assert not completions.waking
     finished(completions, "c", batched=True)
-    assert completions._wake.is_set()
+    assert completions.waking
     assert [f.result() for f in completions.drain()] == ["a", "b", "c"]
 
 
@@ -34,7 +34,7 @@ def test_anything_else_wakes_the_loop_at_once():
     completions = Completions()
     completions.wait(0, wake_after=4)
     finished(completions, "write")
-    assert completions._wake.is_set()
+    assert completions.waking
 
 
 def test_a_wait_does_not_sleep_when_enough_finished_before_it():
