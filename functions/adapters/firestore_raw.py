@@ -106,6 +106,13 @@ def set_write(document_path: str, data: dict, server_timestamps: Iterable[str] =
     return pb
 
 
+def delete_write(document_path: str, into=None) -> Any:
+    """`WriteBatch.delete(reference)` as a Write (no precondition: deleting what is gone is no error)."""
+    pb = _Write() if into is None else into
+    pb.delete = document_path
+    return pb
+
+
 # Sending -------------------------------------------------------------------------
 def commit_request(client) -> Any:
     """An empty CommitRequest: writes are added in place (`request.writes.add()`)."""

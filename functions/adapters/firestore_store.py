@@ -324,15 +324,18 @@ class FirestoreStore:
             last = page[-1]
 
     def delete_outbox(self, entry_ids: Iterable[str]) -> None:
-        """Published entries, deleted in batches (the outbox clean-up)."""
+        """Published entries, deleted in batches (the outbox clean-up): each batch one commit, as
+        the library's WriteBatch makes it, built as raw protobuf."""
+        raw = library().raw
+
         entry_ids = list(entry_ids)
         for start in range(0, len(entry_ids), 400):
-            batch = self.client.batch()
+            request = raw.commit_request(self.client)
             chunk = entry_ids[start:start + 400]
             for entry_id in chunk:
-                batch.delete(self._outbox().document(entry_id))
+                raw.delete_write(self._path(entry_id, self._outbox_name), request.writes.add())
             self.usage.delete(len(chunk))
-            batch.commit()
+            raw.commit(self.client, request)
 
 
 def _messages(decision: Decision) -> list[tuple[str, Message]]:

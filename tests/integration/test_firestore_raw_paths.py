@@ -46,8 +46,23 @@ def test_a_committed_version_guards_the_next_write_and_a_stale_one_loses(emulato
     assert store.get(record.id) == polled
     [entry] = next(store.outbox_pages(utcnow() + timedelta(seconds=5)))
     assert entry.message == event and entry.created_at is not None
+    assert entry.message.encoded() == event.encoded()  # published again as the very text stored
     # The version the commit returned guards a quiet write; the stale one read before it does not.
     quiet = polled.with_changes(polls=2)
     assert store.commit([(read, Decision(quiet))]) == [None]
     [again] = store.commit([(type(read)(polled, version), Decision(quiet))])
     assert again is not None and store.get(record.id).polls == 2
+
+
+def test_published_outbox_entries_are_deleted_and_others_stay(emulators, project_id):
+    store = FirestoreStore(project_id, "lro_operations")
+    records = _records(store, 3)
+    for record in records:
+        polled = record.with_changes(state=State.RUNNING, sequence=1, polls=1)
+        store.commit([(store.get_versioned(record.id), Decision(polled, events.state_changed(polled, "PENDING",
+                                                                                              utcnow())))])
+    entries = next(store.outbox_pages(utcnow() + timedelta(seconds=5)))
+    assert len(entries) == 3
+    store.delete_outbox([entries[0].id, entries[2].id, "events-never-written-1"])
+    left = next(store.outbox_pages(utcnow() + timedelta(seconds=5)))
+    assert [e.id for e in left] == [entries[1].id]

@@ -74,6 +74,24 @@ def test_a_set_with_a_server_timestamp_is_the_library_set():
     assert serialized(ours) == serialized(theirs[0]._pb)
 
 
+def test_a_delete_is_the_library_batch_delete():
+    class Client:
+        _database_string = "projects/p/databases/(default)"
+
+    theirs = firestore.WriteBatch(Client())
+    theirs.delete(firestore.DocumentReference("lro_operations", "abc", client=_FakeClient()))
+    request = raw.commit_request(Client())
+    raw.delete_write(PATH, request.writes.add())
+    assert [serialized(w) for w in request.writes] == [serialized(w._pb) for w in theirs._write_pbs]
+    assert serialized(raw.delete_write(PATH)) == serialized(_helpers.pb_for_delete(PATH, None)._pb)
+
+
+class _FakeClient:
+    """What a DocumentReference asks of its client to name itself."""
+
+    _database_string = "projects/p/databases/(default)"
+
+
 def test_fields_decode_as_the_library_decodes_them():
     encoded = _helpers.encode_dict(VALUES)
     fields = document.MapValue(fields=encoded)._pb.fields
