@@ -20,6 +20,14 @@ def test_nesting_up_to_the_limit_is_parsed():
         loads("[" + deep + "]")
 
 
+def test_text_with_few_brackets_is_parsed_and_a_deep_one_with_many_still_refused():
+    few = "[" * 10 + '"' + "{" * 80 + '"' + "]" * 10  # 90 openers, strings' included: not measured
+    assert loads(few) is not None
+    deep = "[" * 101 + "]" * 101  # 101 openers: measured, and refused
+    with pytest.raises(JsonTooDeep):
+        loads(deep, max_depth=100)
+
+
 def test_brackets_inside_strings_do_not_count():
     assert nesting_depth(b'{"a": "[[[[{{{{\\"[[[["}') == 1
     assert loads('{"a": "' + "[" * 500 + '"}') == {"a": "[" * 500}
