@@ -13,7 +13,7 @@ encode_value/decode_value, so nothing is encoded or decoded differently.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
 from google.api_core import exceptions as gexc
@@ -29,6 +29,7 @@ _REQUEST_TIME = _FieldTransform.ServerValue.Value("REQUEST_TIME")
 _CommitRequest = firestore.CommitRequest.pb()
 _BatchWriteRequest = firestore.BatchWriteRequest.pb()
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH_NANOS = DatetimeWithNanoseconds(1970, 1, 1, tzinfo=timezone.utc)  # a subclass plus a timedelta stays one
 
 
 # Encoding ------------------------------------------------------------------------
@@ -139,7 +140,16 @@ def batch_write(client, request) -> Any:
 
 def version(timestamp_pb) -> DatetimeWithNanoseconds:
     """A write or update time as the library gives it (and takes it back in write_option)."""
-    return DatetimeWithNanoseconds.from_timestamp_pb(timestamp_pb)
+    return timestamp(timestamp_pb)
+
+
+def timestamp(timestamp_pb) -> DatetimeWithNanoseconds:
+    """`DatetimeWithNanoseconds.from_timestamp_pb`, the same value made by one addition instead
+    of a datetime, its fields, and a constructor in Python (a record has eight timestamps)."""
+    nanos = timestamp_pb.nanos
+    value = _EPOCH_NANOS + timedelta(0, timestamp_pb.seconds, nanos // 1000)  # days, seconds, µs
+    value._nanosecond = nanos  # as DatetimeWithNanoseconds.__new__ sets it
+    return value
 
 
 # Reading -------------------------------------------------------------------------
@@ -157,7 +167,7 @@ def decode_value(value, client) -> Any:
     if kind == "integer_value":
         return value.integer_value
     if kind == "timestamp_value":
-        return DatetimeWithNanoseconds.from_timestamp_pb(value.timestamp_value)
+        return timestamp(value.timestamp_value)
     if kind == "boolean_value":
         return value.boolean_value
     if kind == "double_value":

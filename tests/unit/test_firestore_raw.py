@@ -3,6 +3,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from google.api_core.datetime_helpers import DatetimeWithNanoseconds
+from google.protobuf.timestamp_pb2 import Timestamp
+from hypothesis import given, strategies as st
 from google.cloud import firestore
 from google.cloud.firestore_v1 import _helpers
 from google.cloud.firestore_v1.types import document
@@ -105,6 +107,16 @@ def test_a_record_survives_the_round_trip():
     record = make_record().with_changes(metadata={"a": [1, 2]}, last_polled_at=AT, labels={"team": "ocr"})
     pb = raw.update_write(PATH, record.to_doc(), None)
     assert Record.from_doc(raw.decode_fields(pb.update.fields, None)) == record
+
+
+@given(st.integers(min_value=-62135596800, max_value=253402300799), st.integers(min_value=0, max_value=999_999_999))
+def test_a_timestamp_decodes_as_the_library_decodes_it(seconds, nanos):
+    stamp = Timestamp(seconds=seconds, nanos=nanos)
+    ours, theirs = raw.timestamp(stamp), DatetimeWithNanoseconds.from_timestamp_pb(stamp)
+    assert type(ours) is type(theirs) and ours == theirs and hash(ours) == hash(theirs)
+    assert ours.nanosecond == theirs.nanosecond and ours.microsecond == theirs.microsecond
+    assert ours.tzinfo == theirs.tzinfo and ours.rfc3339() == theirs.rfc3339()
+    assert ours.timestamp_pb() == theirs.timestamp_pb()
 
 
 def test_a_version_is_the_library_datetime_with_nanoseconds():
