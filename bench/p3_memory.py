@@ -108,7 +108,7 @@ def measure(base_url: str, admin, pending: int, due: int, budget_s: float) -> di
     create_topics(settings.project, settings.events_topic, settings.commands_topic)
     done_ops = sim_ops(admin, [{"kind": "generic", "running_s": 0} for _ in range(due)])
     records = due_records(settings, [o["url"] for o in done_ops])
-    later = [f"https://speech.googleapis.com/v1/projects/123456/locations/global/operations/p3-{i:07d}"
+    later = [f"https://documentai.googleapis.com/v1/projects/123456/locations/us/operations/p3-{i:07d}"
              for i in range(pending - due)]
     records += due_records(settings, later, due_in_s=3600.0)
     docs = [(r.id, r.to_doc()) for r in records]
