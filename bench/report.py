@@ -222,7 +222,7 @@ def eta_section(r: dict) -> list[str]:
                 continue
             out.append(f"- vs {base}: " + "; ".join(f"seed {seed} **{v[base]}**" for seed, v in by_seed.items()))
             if at_random:
-                out.append(f"  - (info) at a random moment: " + "; ".join(
+                out.append("  - (info) at a random moment: " + "; ".join(
                     f"seed {seed} {v[base]}" for seed, v in at_random.items()))
         out += ["", "| at | strategy | paired | answered | error p50 | error p90 | coverage |",
                 "|---:|---|---:|---:|---:|---:|---:|"]

@@ -20,7 +20,7 @@ from google.api_core import exceptions as gexc
 from google.api_core.datetime_helpers import DatetimeWithNanoseconds
 from google.api_core.gapic_v1.method import DEFAULT
 from google.cloud.firestore_v1 import _helpers
-from google.cloud.firestore_v1.types import common, document, firestore, write
+from google.cloud.firestore_v1.types import document, firestore, write
 
 _Value = document.Value.pb()
 _Write = write.Write.pb()
@@ -138,14 +138,10 @@ def batch_write(client, request) -> Any:
     return response._pb
 
 
-def version(timestamp_pb) -> DatetimeWithNanoseconds:
-    """A write or update time as the library gives it (and takes it back in write_option)."""
-    return timestamp(timestamp_pb)
-
-
 def timestamp(timestamp_pb) -> DatetimeWithNanoseconds:
     """`DatetimeWithNanoseconds.from_timestamp_pb`, the same value made by one addition instead
-    of a datetime, its fields, and a constructor in Python (a record has eight timestamps)."""
+    of a datetime, its fields, and a constructor in Python (a record has eight timestamps). Write
+    and update times (versions) too, as the library gives them and takes them back in write_option."""
     nanos = timestamp_pb.nanos
     value = _EPOCH_NANOS + timedelta(0, timestamp_pb.seconds, nanos // 1000)  # days, seconds, µs
     value._nanosecond = nanos  # as DatetimeWithNanoseconds.__new__ sets it
@@ -188,7 +184,7 @@ def run_query(query) -> list[tuple[str, dict, DatetimeWithNanoseconds]]:
             if pb.HasField("document"):
                 doc = pb.document
                 found.append((_helpers.get_doc_id(doc, expected_prefix), decode_fields(doc.fields, client),
-                              version(doc.update_time)))
+                              timestamp(doc.update_time)))
     except gexc.GoogleAPICallError:
         return [(s.id, s.to_dict(), s.update_time) for s in query.stream()]
     return found

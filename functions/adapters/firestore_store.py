@@ -251,7 +251,7 @@ class FirestoreStore:
         response = raw.batch_write(self.client, request)
         for i, status, result in zip(written, response.status, response.write_results):
             if status.code == 0:
-                versions[i] = raw.version(result.update_time)
+                versions[i] = raw.timestamp(result.update_time)
             elif status.code in _LOST_RACE_CODES:
                 versions[i] = None
             else:
@@ -279,7 +279,7 @@ class FirestoreStore:
             return None
         except gexc.GoogleAPICallError as exc:
             return exc
-        return [raw.version(response.write_results[i].update_time) for i in record_writes]
+        return [raw.timestamp(response.write_results[i].update_time) for i in record_writes]
 
     def _path(self, doc_id: str, collection: str | None = None) -> str:
         """A document's full resource name, as the Write protobuf names it."""

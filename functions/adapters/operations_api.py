@@ -113,13 +113,12 @@ class OperationsApi:
         try:
             url = self.url_for(ref, suffix) + (f"?{urlencode(params)}" if params else "")
             response = self._request(method, url, quota_project, body)
-            read = False
             try:
                 raw = self._read(response)
-                read = True
+            except BaseException:
+                response.close()  # a connection with an answer half read is never reused
+                raise
             finally:
-                if not read:  # a connection with an answer half read is never reused
-                    response.close()
                 response.release_conn()
         except AnswerError:
             raise

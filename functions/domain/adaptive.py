@@ -127,13 +127,7 @@ class DurationStats:
 
     def count_below(self, duration_s: float) -> float:
         """How many durations are shorter than `duration_s`, geometric inside a bucket (as quantile)."""
-        below = 0.0
-        for lo, hi, n in self.bins():
-            if hi <= duration_s:
-                below += n
-            elif lo < duration_s:
-                below += n * math.log(duration_s / lo) / math.log(hi / lo)
-        return below
+        return sum(n * (1.0 - share_above(lo, hi, duration_s)) for lo, hi, n in self.bins())
 
     def bins(self) -> list[tuple[float, float, int]]:
         """(low edge, high edge, count) of each bucket, shortest first."""
@@ -156,6 +150,13 @@ class DurationStats:
             if isinstance(value, int) and not isinstance(value, bool) and value > 0:
                 buckets[index] = value
         return cls(sum(buckets.values()), buckets)
+
+
+def share_above(lo: float, hi: float, duration_s: float) -> float:
+    """The share of a bucket [lo, hi) longer than `duration_s`, durations log-uniform inside it."""
+    if duration_s <= lo:
+        return 1.0
+    return 0.0 if duration_s >= hi else math.log(hi / duration_s) / math.log(hi / lo)
 
 
 def observed_duration(submitted_s: float, last_running_s: float | None, done_s: float) -> float:
@@ -218,7 +219,7 @@ def _plan(stats: DurationStats, policy: Policy) -> tuple[tuple[float, float], ..
     # choosing the buckets that hold the fewest finishes by chance would leave more late than counted.
     pieces, alive = [], float(stats.count)  # (start, end, finishes, alive at start), from the first poll on
     for lo, hi, n in _smoothed(stats):
-        inside = n * math.log(hi / max(lo, first)) / math.log(hi / lo) if hi > first else 0.0
+        inside = n * share_above(lo, hi, first)
         alive -= n - inside
         if inside > 0:
             pieces.append((max(lo, first), hi, inside, alive))

@@ -130,10 +130,9 @@ def from_history(stats: DurationStats | None, elapsed_s: float, progress: Remain
     benchmark sweeps it)."""
     if stats is None or stats.count < MIN_SAMPLES:
         return None
-    bins = [(lo, hi, n) for lo, hi, n in stats.bins() if hi > elapsed_s]
-    surviving = sum(n * math.log(hi / max(lo, elapsed_s)) / math.log(hi / lo) for lo, hi, n in bins)
-    if surviving < HISTORY_MIN_SURVIVING * stats.count:
+    if stats.count - stats.count_below(elapsed_s) < HISTORY_MIN_SURVIVING * stats.count:
         return None
+    bins = [(lo, hi, n) for lo, hi, n in stats.bins() if hi > elapsed_s]
     left = (_left_by_history(bins, elapsed_s, weight) if progress is None
             else _left_by_both(bins, elapsed_s, progress, weight))
     if left is None:

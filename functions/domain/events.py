@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from functions.domain import items
+from functions.domain import items, jsontext
 from functions.domain.record import Record, rfc3339
 
 STATE_CHANGED = "lro.state_changed"
@@ -39,7 +39,7 @@ class Message:
     @property
     def json_text(self) -> str:
         if self.encoded_data is None:  # frozen, but a cache of its own data is no change
-            object.__setattr__(self, "encoded_data", compact_json(self.data))
+            object.__setattr__(self, "encoded_data", jsontext.compact(self.data))
         return self.encoded_data  # type: ignore[return-value]
 
     def encoded(self) -> bytes:
@@ -53,11 +53,6 @@ class Message:
         """From its outbox entry: published again as the very text that was stored."""
         text = doc["data"]
         return cls(json.loads(text), dict(doc.get("attributes") or {}), doc.get("ordering_key", ""), text)
-
-
-def compact_json(value: Any) -> str:
-    """JSON without spaces, ASCII only: the form of every message lrowatch publishes."""
-    return json.dumps(value, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -123,17 +118,17 @@ def state_changed(record: Record, previous_state: str, observed_at: datetime) ->
         data["items"] = _items(record)
     if record.truncated:
         data["metadata"], data["response"], data["truncated"] = {}, {}, True
-    text = compact_json(data)
+    text = jsontext.compact(data)
     # The whole event holds metadata and response: only a large one needs them measured alone.
     if len(text) > EVENT_PAYLOAD_LIMIT and _api_json_size(data) > EVENT_PAYLOAD_LIMIT:
         data["metadata"], data["response"], data["truncated"] = {}, {}, True
-        text = compact_json(data)
+        text = jsontext.compact(data)
     return Message(data, _attributes(STATE_CHANGED, eid, record), ordering_key=record.id, encoded_data=text)
 
 
 def _api_json_size(data: dict) -> int:
     """The size of the event's API JSON (metadata and response), as its limit counts it."""
-    return len(compact_json([data["metadata"], data["response"]]))
+    return len(jsontext.compact([data["metadata"], data["response"]]))
 
 
 def _items(record: Record) -> dict:

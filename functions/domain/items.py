@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from functions.domain import jsontext
 from functions.domain.errors import InvalidArgument
 
 MAX_KEPT = 1000
@@ -70,7 +70,7 @@ def _collect(entries: list, item_of) -> Results:
         failed += 1
         if len(kept) < MAX_KEPT:
             item = item_of(index, entry)
-            size = len(json.dumps(item, separators=(",", ":")))
+            size = len(jsontext.compact(item))
             if kept_bytes + size <= KEPT_BYTES:
                 kept.append(item)
                 kept_bytes += size

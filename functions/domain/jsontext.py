@@ -41,6 +41,11 @@ def _refuse_constant(name: str):
     raise ValueError(f"{name} is not JSON")  # Python accepts NaN and Infinity; nobody else does
 
 
+def compact(value: Any) -> str:
+    """JSON without spaces, ASCII only: the form lrowatch stores, measures and publishes."""
+    return json.dumps(value, separators=(",", ":"))
+
+
 def loads(raw: bytes | str, *, max_depth: int = MAX_DEPTH, text_only: bool = False) -> Any:
     """json.loads, refusing nesting past max_depth (JsonTooDeep) and, with text_only,
     strings holding lone surrogates (JsonNotText), which Firestore and Pub/Sub can't carry.

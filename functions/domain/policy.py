@@ -67,6 +67,24 @@ class Policy:
             raise InvalidArgument("policy.initial_delay_s must not exceed policy.max_delay_s")
         return policy
 
+    @classmethod
+    def parsed(cls, raw: Any) -> "Policy":
+        """from_dict(raw), cached by raw's items: every poll reads its record's policy, and most
+        records share a few. An invalid policy raises, as from_dict does, and is never cached."""
+        try:
+            # Types in the key: True == 1, but only 1 is a valid number of seconds.
+            key = tuple(sorted((k, type(v), v) for k, v in raw.items())) if isinstance(raw, Mapping) else raw
+            hash(key)
+        except TypeError:  # not a plain policy (unhashable values): parsed, never cached
+            return cls.from_dict(raw)
+        policy = _PARSED.get(key)
+        if policy is None:
+            policy = cls.from_dict(raw)
+            if len(_PARSED) >= _PARSED_MAX:
+                _PARSED.clear()
+            _PARSED[key] = policy
+        return policy
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -98,3 +116,8 @@ def _jittered(delay: float, jitter: float, rng: random.Random | None) -> float:
         return delay
     rng = rng or random
     return delay * (1.0 + rng.uniform(-jitter, jitter))
+
+
+# Policy.parsed's cache: policies by their items, at most _PARSED_MAX (then cleared).
+_PARSED: dict[Any, Policy] = {}
+_PARSED_MAX = 4096

@@ -12,6 +12,7 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
+from functions.domain import jsontext
 from functions.domain.names import OperationRef
 from functions.domain.policy import Policy
 from functions.domain.states import State
@@ -98,7 +99,7 @@ class Record:
 
     @property
     def poll_policy(self) -> Policy:
-        return _policy_of(self.policy)
+        return Policy.parsed(self.policy)
 
     def with_changes(self, **changes: Any) -> "Record":
         """A copy with these fields changed. Not dataclasses.replace: a frozen dataclass's __init__
@@ -212,30 +213,11 @@ _TEMPLATE = {f.name: (f.default if f.default is not MISSING else _FRESH if f.def
                       else _REQUIRED) for f in fields(Record)}
 _REQUIRED_NAMES = tuple(name for name, value in _TEMPLATE.items() if value is _REQUIRED)
 _FACTORIES = tuple((f.name, f.default_factory) for f in fields(Record) if f.default_factory is not MISSING)
-# Parsed policies by their items: every poll reads its record's policy, and most records share a few.
-_POLICIES: dict[tuple, Policy] = {}
-_POLICIES_MAX = 4096
-
-
-def _policy_of(raw: Any) -> Policy:
-    try:
-        # Types in the key: True == 1, but only 1 is a valid number of seconds.
-        key = tuple(sorted((k, type(v), v) for k, v in raw.items())) if isinstance(raw, Mapping) else raw
-        hash(key)
-    except TypeError:  # not a plain policy (unhashable values): parsed, never cached
-        return Policy.from_dict(raw)
-    policy = _POLICIES.get(key)
-    if policy is None:
-        policy = Policy.from_dict(raw)  # raises for an invalid policy, as before, and caches nothing
-        if len(_POLICIES) >= _POLICIES_MAX:
-            _POLICIES.clear()
-        _POLICIES[key] = policy
-    return policy
 
 
 def _encoded(name: str, value: Any) -> Any:
     if name in _JSON_FIELDS:
-        return None if value is None else json.dumps(value, separators=(",", ":"))
+        return None if value is None else jsontext.compact(value)
     return value.value if isinstance(value, State) else value
 
 
@@ -244,7 +226,7 @@ def fits(value: Any, limit: int = RECORD_JSON_LIMIT) -> bool:
 
 
 def _size(value: Any) -> int:
-    return 0 if value is None else len(json.dumps(value, separators=(",", ":")))
+    return 0 if value is None else len(jsontext.compact(value))
 
 
 def bounded_status(status: dict | None) -> tuple[dict | None, bool]:

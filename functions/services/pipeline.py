@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import time
 from collections import OrderedDict, deque
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from queue import Empty, SimpleQueue
@@ -250,7 +249,7 @@ class Pipeline:
                 ThreadPoolExecutor(1, thread_name_prefix="poll-lease") as leasing:  # never queued behind io
             queue = DueQueue(self._read_page, self._settings.poll_batch, self._monotonic, io, completions.watch)
             while True:
-                running = self._monotonic() < stop_at
+                running = self._monotonic() < self._stop_at
                 if renewing is not None and renewing.done():
                     renewing.result()
                     renewing = None
@@ -314,10 +313,10 @@ class Pipeline:
                 if not running and idle:
                     break
                 if running and idle and queue.empty and not self._parked:
-                    if self._nap_until_due(stop_at):
+                    if self._nap_until_due(self._stop_at):
                         queue.wake()
                     else:
-                        stop_at = self._stop_at = self._monotonic()
+                        self._stop_at = self._monotonic()  # the workers' door closes too
             if publishing is not None:
                 publishing.result()
             if renewing is not None:

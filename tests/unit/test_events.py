@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from functions.domain import events
+from functions.domain import events, jsontext
 from functions.domain.events import ATTRIBUTE_LIMIT, EVENT_PAYLOAD_LIMIT, Message
 from functions.domain.states import State
 from tests.unit.factories import NOW, make_record
@@ -162,7 +162,7 @@ def test_record_already_truncated_gives_a_truncated_event():
 
 
 def test_api_json_just_within_the_limit_is_kept_though_the_whole_event_is_larger():
-    wrapper = len(events.compact_json([{"blob": ""}, {}]))
+    wrapper = len(jsontext.compact([{"blob": ""}, {}]))
     exact = {"blob": "x" * (EVENT_PAYLOAD_LIMIT - wrapper)}
     message = events.state_changed(finished(metadata=exact, response={}), "RUNNING", OBSERVED)
     assert len(message.encoded()) > EVENT_PAYLOAD_LIMIT
@@ -170,7 +170,7 @@ def test_api_json_just_within_the_limit_is_kept_though_the_whole_event_is_larger
 
 
 def test_api_json_one_byte_over_the_limit_is_left_out():
-    wrapper = len(events.compact_json([{"blob": ""}, {}]))
+    wrapper = len(jsontext.compact([{"blob": ""}, {}]))
     over = {"blob": "x" * (EVENT_PAYLOAD_LIMIT - wrapper + 1)}
     data = events.state_changed(finished(metadata=over, response={}), "RUNNING", OBSERVED).data
     assert data["truncated"] is True and data["metadata"] == {}

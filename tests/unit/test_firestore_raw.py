@@ -121,8 +121,8 @@ def test_a_timestamp_decodes_as_the_library_decodes_it(seconds, nanos):
 
 def test_a_version_is_the_library_datetime_with_nanoseconds():
     stamp = DatetimeWithNanoseconds(2026, 1, 2, 3, 4, 5, nanosecond=7, tzinfo=timezone.utc).timestamp_pb()
-    assert raw.version(stamp) == DatetimeWithNanoseconds.from_timestamp_pb(stamp)
-    assert raw.version(stamp).nanosecond == 7
+    assert raw.timestamp(stamp) == DatetimeWithNanoseconds.from_timestamp_pb(stamp)
+    assert raw.timestamp(stamp).nanosecond == 7
 
 
 def test_writes_filled_in_place_in_a_request_are_the_same_writes():
