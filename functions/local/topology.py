@@ -153,7 +153,9 @@ class Topology:
             try:
                 response = self.subscriber.pull(
                     request={"subscription": path, "max_messages": 100},
-                    timeout=max(0.1, min(2.0, deadline - time.monotonic())),
+                    # Never a very short pull: one that times out after the emulator handed out
+                    # messages hides them until their ack deadline (10 s) passes.
+                    timeout=max(1.0, min(2.0, deadline - time.monotonic())),
                 )
             except (exceptions.DeadlineExceeded, exceptions.ServiceUnavailable):
                 continue
