@@ -7,6 +7,7 @@ store's write time of a document, the precondition of the next write to it.
 """
 from __future__ import annotations
 
+from concurrent.futures import Future
 from datetime import datetime
 from typing import Any, Iterable, Iterator, Mapping, Protocol, Sequence
 
@@ -101,6 +102,9 @@ class OperationsApi(Protocol):
     """Google's google.longrunning.Operations endpoints."""
 
     def get(self, ref: OperationRef, quota_project: str | None = None) -> dict | ApiFailure: ...
+
+    def start_gets(self, requests: Sequence[tuple[OperationRef, str | None]]) -> list[Future]:
+        """get() of each (ref, quota project), started at once: a Future of each answer."""
 
     def cancel(self, ref: OperationRef, quota_project: str | None = None) -> Any: ...
 

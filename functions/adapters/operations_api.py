@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 from urllib.parse import urlencode
@@ -70,6 +71,8 @@ class OperationsApi:
         self._max_bytes = max_answer_bytes
         self._pool_size = pool_size
         self._http: Lazy[Any] = Lazy(http_factory or self._default_http)
+        self._gets: Lazy[Any] = Lazy(self._async_gets)
+        self._credentials: Lazy[Any] = Lazy(_credentials)  # one token for both ways of calling
 
     # Connections -------------------------------------------------------------
     @property
@@ -84,12 +87,10 @@ class OperationsApi:
                          cert_reqs="CERT_REQUIRED", ca_certs=certifi.where())
         if self._base_url:  # local/testing: no credentials (wiring logs the start-up WARNING once)
             return pool
-        import google.auth
         from google.auth.transport.urllib3 import AuthorizedHttp
 
-        credentials, _ = google.auth.default(scopes=SCOPES)
         # One refresh on 401, then the 401 stands (classified permanent).
-        return AuthorizedHttp(credentials, http=pool, max_refresh_attempts=1)
+        return AuthorizedHttp(self._credentials.get(), http=pool, max_refresh_attempts=1)
 
     def url_for(self, ref: OperationRef, suffix: str = "") -> str:
         if not _GOOGLE_HOST.match(ref.endpoint):  # defence in depth: refs are built, not parsed
@@ -123,35 +124,24 @@ class OperationsApi:
         except AnswerError:
             raise
         except Exception as exc:  # urllib3's LocationParseError, for one, is no RequestException
-            kind = _kind_of(exc)
-            raise AnswerError(kind, 503 if kind == "transient" else 400,
-                              f"{type(exc).__name__}: {str(exc)[:300]}") from exc
-        try:
-            return _Answer(response.status, jsontext.loads(raw) if raw.strip() else None, response.headers)
-        except jsontext.JsonTooDeep as exc:
-            return _Answer(response.status, None, response.headers, f"the answer is {exc}", "permanent")
-        except ValueError as exc:  # cut short in transit, or a proxy's page: worth another try
-            return _Answer(response.status, None, response.headers,
-                           f"the answer is not usable JSON: {str(exc)[:200]}", "transient")
+            raise answer_error(exc) from exc
+        return parse_answer(response.status, raw, response.headers)
 
     def _read(self, response) -> bytes:
         """The body, streamed (and decompressed), within max_answer_bytes and one timeout overall."""
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self._max_bytes:
-            raise AnswerError("permanent", response.status, self._too_large())
+            raise AnswerError("permanent", response.status, too_large(self._max_bytes))
         deadline = time.monotonic() + self._timeout_s
         chunks, size = [], 0
         for chunk in response.stream(CHUNK_BYTES):
             size += len(chunk)
             if size > self._max_bytes:
-                raise AnswerError("permanent", response.status, self._too_large())
+                raise AnswerError("permanent", response.status, too_large(self._max_bytes))
             if time.monotonic() > deadline:  # a trickle of bytes defeats the per-read timeout
                 raise AnswerError("transient", 504, f"the answer took longer than {self._timeout_s:g} s")
             chunks.append(chunk)
         return b"".join(chunks)
-
-    def _too_large(self) -> str:
-        return f"the answer is larger than {self._max_bytes} bytes"
 
     # Calls -----------------------------------------------------------------
     def get(self, ref: OperationRef, quota_project: str | None = None) -> dict | ApiFailure:
@@ -161,14 +151,19 @@ class OperationsApi:
             answer = self._call("GET", ref, quota_project)
         except AnswerError as exc:
             return exc.failure()
-        if answer.code != 200:
-            return classify_failure(answer.code, answer.body, answer.headers)
-        if answer.unusable:
-            return AnswerError(answer.unusable_kind, answer.code, answer.unusable).failure()
-        problem = operation_problem(answer.body, ref.name)
-        if problem:
-            return AnswerError("permanent", answer.code, problem).failure()
-        return answer.body
+        return operation_or_failure(answer, ref)
+
+    def start_gets(self, requests: list[tuple[OperationRef, str | None]]) -> list[Future]:
+        """get() of each (ref, quota project), started on the event loop that carries the poll
+        runs' GETs (AsyncGets): Futures of the same answers, many in flight without a thread each."""
+        return self._gets.get().start(requests)
+
+    def _async_gets(self):
+        from functions.adapters.async_gets import AsyncGets
+
+        return AsyncGets(self.url_for, pool_size=self._pool_size, timeout_s=self._timeout_s,
+                         max_answer_bytes=self._max_bytes,
+                         credentials=None if self._base_url else self._credentials.get)
 
     def cancel(self, ref: OperationRef, quota_project: str | None = None) -> CancelResult:
         """POST :cancel once; raises ApiUnavailable when the answer is worth retrying."""
@@ -213,6 +208,45 @@ class OperationsApi:
                 or not isinstance(token, (str, type(None)))):
             raise ApiUnavailable("the listing is not a ListOperationsResponse")
         return [op for op in operations or [] if isinstance(op, dict)], token or ""
+
+
+def _credentials():
+    import google.auth
+
+    credentials, _ = google.auth.default(scopes=SCOPES)
+    return credentials
+
+
+def too_large(max_bytes: int) -> str:
+    return f"the answer is larger than {max_bytes} bytes"
+
+
+def answer_error(exc: Exception) -> "AnswerError":
+    """What building, sending or reading a request raised, as that call's classified failure."""
+    kind = _kind_of(exc)
+    return AnswerError(kind, 503 if kind == "transient" else 400, f"{type(exc).__name__}: {str(exc)[:300]}")
+
+
+def parse_answer(code: int, raw: bytes, headers: Mapping[str, str]) -> "_Answer":
+    """A whole answer read within the byte cap: its JSON parsed with bounded nesting."""
+    try:
+        return _Answer(code, jsontext.loads(raw) if raw.strip() else None, headers)
+    except jsontext.JsonTooDeep as exc:
+        return _Answer(code, None, headers, f"the answer is {exc}", "permanent")
+    except ValueError as exc:  # cut short in transit, or a proxy's page: worth another try
+        return _Answer(code, None, headers, f"the answer is not usable JSON: {str(exc)[:200]}", "transient")
+
+
+def operation_or_failure(answer: "_Answer", ref: OperationRef) -> dict | ApiFailure:
+    """A GET's answer: the Operation JSON when it is one (of this operation), else the failure."""
+    if answer.code != 200:
+        return classify_failure(answer.code, answer.body, answer.headers)
+    if answer.unusable:
+        return AnswerError(answer.unusable_kind, answer.code, answer.unusable).failure()
+    problem = operation_problem(answer.body, ref.name)
+    if problem:
+        return AnswerError("permanent", answer.code, problem).failure()
+    return answer.body
 
 
 def plain_path(path: str) -> bool:
@@ -285,6 +319,8 @@ def _kind_of(exc: Exception) -> str:
     """Network trouble and our own credentials' trouble pass; a request that can't be built never will."""
     if isinstance(exc, (u3exc.HTTPError, ConnectionError, TimeoutError)) and not isinstance(exc, _UNBUILDABLE):
         return "transient"
+    if type(exc).__module__.startswith("aiohttp") and not isinstance(exc, ValueError):
+        return "transient"  # aiohttp's connection, payload and server errors (its InvalidURL is a ValueError)
     if type(exc).__module__.startswith("google.auth"):
         return "transient"
     return "permanent"

@@ -6,11 +6,12 @@ version (functions.ports.PollStore.commit). Where someone else wrote the record
 since (handle recording a cancel, say), the record is read again and the same
 answer decided again on the fresh version, a bounded number of times.
 
-The stages overlap, each on threads of its own, so that none waits on another:
-due records are read ahead a page at a time (DueQueue); up to `poll_concurrency`
-GETs are in flight (a GET and its decision run on a worker), and a few more wait
-at the workers' door so that a worker that finishes starts the next at once; results are
-committed in groups (at most WRITERS groups at once); committed messages are
+The stages overlap, so that none waits on another: due records are read ahead a
+page at a time on a thread (DueQueue); up to `poll_concurrency` GETs are in flight
+on the Operations API client's event loop (OperationsApi.start_gets), and a few
+more wait for a connection there so that one that finishes starts the next at
+once; answers are decided on the loop that drives the run; results are committed
+in groups on threads (at most WRITERS groups at once); committed messages are
 published in order on one thread. The loop that drives them (Pipeline.run)
 dispatches GETs only for shards the run holds (functions.services.ownership)
 and within each service's rate limit (functions.domain.ratelimit); due records
@@ -52,8 +53,8 @@ WRITE_MAX_WAIT_S = 0.1
 WRITERS = 2
 # The loop is woken when this many GETs have finished (or all in flight have, or at LOOP_WAIT_S).
 WAKE_AFTER_GETS = 8
-# GETs handed to the workers beyond poll_concurrency: a worker that finishes takes the next
-# at once instead of waiting for the loop. Each checks its shard is still held as it starts.
+# GETs started beyond poll_concurrency: they wait for a connection, and take one as soon as
+# a GET finishes instead of waiting for the loop to wake.
 READY_AHEAD = 8
 # Re-decisions on fresh data after lost write guards, before giving up (the record stays due).
 COMMIT_ATTEMPTS = 3
@@ -243,8 +244,7 @@ class Pipeline:
         group_size = FIRST_GROUP
         completions = self._completions
         self._stop_at = stop_at
-        with ThreadPoolExecutor(concurrency, thread_name_prefix="poll") as workers, \
-                ThreadPoolExecutor(WRITERS, thread_name_prefix="poll-write") as writers, \
+        with ThreadPoolExecutor(WRITERS, thread_name_prefix="poll-write") as writers, \
                 ThreadPoolExecutor(2, thread_name_prefix="poll-io") as io, \
                 ThreadPoolExecutor(1, thread_name_prefix="poll-lease") as leasing:  # never queued behind io
             queue = DueQueue(self._read_page, self._settings.poll_batch, self._monotonic, io, completions.watch)
@@ -256,7 +256,7 @@ class Pipeline:
                 if running and renewing is None and self._ownership.due_for_renewal():
                     renewing = completions.watch(submit(leasing, self._ownership.acquire))
                 if running:
-                    self._dispatch(queue, in_flight, concurrency + min(READY_AHEAD, concurrency), workers)
+                    self._dispatch(queue, in_flight, concurrency + min(READY_AHEAD, concurrency))
                 if in_flight or writing or queue.reading is not None or renewing is not None:
                     # Woken once a few GETs are done, but never waiting for more than are in flight.
                     completions.wait(LOOP_WAIT_S, max(1, min(WAKE_AFTER_GETS, len(in_flight))))
@@ -264,17 +264,14 @@ class Pipeline:
                 for future in completions.drain():
                     if future not in in_flight:
                         continue  # a write, read or renewal: looked at below
-                    versioned, key = in_flight.pop(future)
+                    versioned, key, lag_s = in_flight.pop(future)
                     try:
-                        polled = future.result()
-                    except Exception:  # _poll_one isolates failures; this is the last line of defence
+                        polled = self._answered(versioned, future, lag_s)
+                    except Exception:  # _answered isolates failures; this is the last line of defence
                         self._summary.count("errors")
                         self._in_hand.discard(versioned.record.id)
-                        log.error("a poll worker failed; the operation stays due",
+                        log.error("deciding on a GET failed; the operation stays due",
                                   extra={"operation_id": versioned.record.id}, exc_info=True)
-                        continue
-                    if polled is None:  # not started: its shard was lost, or the run's time was up
-                        self._in_hand.discard(versioned.record.id)
                         continue
                     answered += polled.answered
                     if polled.lag_s is not None:
@@ -316,7 +313,7 @@ class Pipeline:
                     if self._nap_until_due(self._stop_at):
                         queue.wake()
                     else:
-                        self._stop_at = self._monotonic()  # the workers' door closes too
+                        self._stop_at = self._monotonic()
             if publishing is not None:
                 publishing.result()
             if renewing is not None:
@@ -326,24 +323,31 @@ class Pipeline:
         if self._relay.blocked:
             self._relay.flush()
 
-    def _dispatch(self, queue: DueQueue, in_flight: dict, concurrency: int, workers: Executor) -> None:
-        """Start GETs while there is room (`concurrency`: in flight or at the workers' door): first
-        those waiting on a rate limit, then the queue's."""
+    def _dispatch(self, queue: DueQueue, in_flight: dict, concurrency: int) -> None:
+        """Start GETs while there is room (`concurrency`: in flight or waiting for a connection):
+        first those waiting on a rate limit, then the queue's; all in one hand-off to the client."""
         now = self._monotonic()
+        starting: list[tuple[Versioned, Any]] = []
+        try:
+            self._pick(queue, now, concurrency - len(in_flight), starting)
+        finally:
+            self._start(starting, in_flight)
+
+    def _pick(self, queue: DueQueue, now: float, room: int, starting: list) -> None:
         for key in list(self._parked):
             waiting = self._parked[key]
-            while waiting and len(in_flight) < concurrency and self._limiter.take(key, now):
+            while waiting and len(starting) < room and self._limiter.take(key, now):
                 candidate = waiting.popleft()
                 self._parked_count -= 1
                 if self._ownership.holds(candidate.record.shard % self._shards):
-                    self._start(candidate, key, in_flight, workers)
+                    starting.append((candidate, key))
                 else:  # its shard's lease was lost meanwhile: another run has it
                     self._in_hand.discard(candidate.record.id)
                     self._summary.count("lost_claims")
             if not waiting:
                 del self._parked[key]
         parked_cap = PARKED_PAGES * self._settings.poll_batch
-        while len(in_flight) < concurrency and self._parked_count < parked_cap:
+        while len(starting) < room and self._parked_count < parked_cap:
             candidate = queue.take(self._fresh)
             if candidate is None:
                 return
@@ -355,7 +359,8 @@ class Pipeline:
                 self._parked_count += 1
                 self._summary.count("throttled")
                 continue
-            self._start(candidate, key, in_flight, workers)
+            self._in_hand.add(record.id)  # before the next take: a page read meanwhile may hold it again
+            starting.append((candidate, key))
         queue.top_up()
 
     def _fresh(self, candidate: Versioned) -> bool:
@@ -370,11 +375,19 @@ class Pipeline:
             return False
         return True
 
-    def _start(self, candidate: Versioned, key, in_flight: dict, workers: Executor) -> None:
-        self._in_hand.add(candidate.record.id)
-        self._summary.count("claimed")
-        future = submit(workers, self._poll_one, candidate)
-        in_flight[self._completions.watch(future, batched=True)] = (candidate, key)
+    def _start(self, starting: list[tuple[Versioned, Any]], in_flight: dict) -> None:
+        if not starting:
+            return
+        now = self._clock()
+        records = [candidate.record for candidate, _ in starting]
+        try:
+            futures = self._api.start_gets([(record.ref, record.quota_project) for record in records])
+        except Exception as exc:  # a client that cannot even start them: each one's error, not the run's
+            futures = [_failed(exc) for _ in starting]
+        self._summary.count("claimed", len(starting))
+        for (candidate, key), future in zip(starting, futures):
+            lag_s = (now - candidate.record.next_poll_at).total_seconds()  # how late the GET started
+            in_flight[self._completions.watch(future, batched=True)] = (candidate, key, lag_s)
 
     def _rated(self, key, result) -> None:
         if isinstance(result, ApiFailure) and result.status.get("code") == 429:
@@ -411,25 +424,21 @@ class Pipeline:
         self._schedule.prepare([v.record for v in page])
         return page, cursor
 
-    # GET and decide (on a worker) ------------------------------------------------
-    def _poll_one(self, versioned: Versioned) -> Polled | None:
-        """None when it must not start: its shard is no longer surely held, or the run's time is up
-        (it waited at the workers' door meanwhile). The record stays due either way."""
+    # Deciding on an answer (on the run's loop) ------------------------------------
+    def _answered(self, versioned: Versioned, future: Future, lag_s: float) -> Polled:
+        """The decision on a GET's answer: whatever the client or the answer does is that
+        operation's error, never the run's. The record stays due if even that cannot be decided."""
         record = versioned.record
-        if not self._ownership.holds(record.shard % self._shards):
-            self._summary.count("lost_claims")
-            return None
-        if self._monotonic() >= self._stop_at:
-            return None
-        lag_s = (self._clock() - record.next_poll_at).total_seconds()
-        answered = False
         try:
-            result = self._api.get(record.ref, record.quota_project)
-            answered = True
+            result = future.result()
+        except Exception as exc:
+            return self._decide(versioned, own_failure(exc, record, "could not handle the API's answer"),
+                                lag_s=lag_s)
+        try:
             return self._decide(versioned, result, answered=True, lag_s=lag_s)
-        except Exception as exc:  # whatever one answer does is that operation's error, never the run's
-            failure = own_failure(exc, record, "could not handle the API's answer")
-            return self._decide(versioned, failure, answered=answered, lag_s=lag_s)
+        except Exception as exc:
+            return self._decide(versioned, own_failure(exc, record, "could not handle the API's answer"),
+                                answered=True, lag_s=lag_s)
 
     def _decide(self, versioned: Versioned, result: Any, decide: Callable | None = None, *,
                 answered: bool = False, lag_s: float | None = None) -> Polled:
@@ -538,3 +547,9 @@ def own_failure(exc: Exception, record: Record, what: str) -> ApiFailure:
               extra={"operation_id": record.id, "operation": record.name}, exc_info=exc)
     return ApiFailure("permanent", {"code": 500, "status": "INTERNAL",
                                     "message": f"lrowatch {what}: {type(exc).__name__}: {str(exc)[:300]}"})
+
+
+def _failed(exc: Exception) -> Future:
+    future: Future = Future()
+    future.set_exception(exc)
+    return future

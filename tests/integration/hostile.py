@@ -11,6 +11,7 @@ import json
 import socket
 import struct
 import threading
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
@@ -28,6 +29,15 @@ def _details(name: str) -> bytes:  # about 2 MB of error details
     return _operation(name, done=True, error={"code": 13, "message": "internal", "details": details})
 
 
+def _gzip_bomb(name: str) -> bytes:
+    """200 KB on the wire, 50 MB of JSON once inflated (past OperationsApi's 10 MB cap)."""
+    deflate = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: the gzip container
+    zeros = b"0" * 1_000_000
+    parts = [deflate.compress(b'{"name": "%s", "done": true, "metadata": {"blob": "' % name.encode())]
+    parts += [deflate.compress(zeros) for _ in range(50)]
+    return b"".join(parts + [deflate.compress(b'"}}'), deflate.flush()])
+
+
 # mode → (status, headers, body) for the operation `name`; None answers are special (hang, reset).
 MODES: dict[str, Callable[[str], tuple[int, dict, bytes] | str]] = {
     "deep": lambda name: (200, {}, b'{"name": "%s", "metadata": {"a": ' % name.encode() + b"[" * 5000
@@ -43,6 +53,7 @@ MODES: dict[str, Callable[[str], tuple[int, dict, bytes] | str]] = {
     "mismatch": lambda name: (200, {}, _operation(name.rsplit("/", 1)[0] + "/someone-elses", done=True,
                                                   response={"secret": "not yours"})),
     "reset": lambda name: "reset",
+    "bomb": lambda name: (200, {"Content-Encoding": "gzip"}, _gzip_bomb(name)),
 }
 
 

@@ -26,6 +26,14 @@ def client(hostile):
     return OperationsApi(hostile.base_url, timeout_s=2)
 
 
+@pytest.fixture(params=["blocking", "event loop"])
+def via(request):
+    """A GET as handle and the CLI make it (get), or as a poll run does (start_gets, aiohttp)."""
+    if request.param == "blocking":
+        return lambda api, ref: api.get(ref)
+    return lambda api, ref: api.start_gets([(ref, None)])[0].result(timeout=30)
+
+
 def ref(mode: str, n: int = 1) -> OperationRef:
     return build_ref(f"projects/123/locations/us/operations/hostile-{mode}-{n}", "documentai")
 
@@ -38,33 +46,34 @@ def ref(mode: str, n: int = 1) -> OperationRef:
     ("redirect", "permanent", "HTTP 302"),
     ("nonjson", "transient", "not usable JSON"),
     ("reset", "transient", "Connection reset"),
+    ("bomb", "permanent", "larger than 10485760 bytes"),  # a gzip bomb: capped as it inflates
 ])
-def test_a_hostile_answer_is_a_classified_failure_of_that_operation(client, mode, kind, says):
-    result = client.get(ref(mode))
+def test_a_hostile_answer_is_a_classified_failure_of_that_operation(client, via, mode, kind, says):
+    result = via(client, ref(mode))
     assert isinstance(result, ApiFailure)
     assert result.kind == kind and says in result.status["message"]
 
 
-def test_a_hang_past_the_timeout_is_a_transient_failure(hostile):
-    result = OperationsApi(hostile.base_url, timeout_s=0.5).get(ref("hang"))
+def test_a_hang_past_the_timeout_is_a_transient_failure(hostile, via):
+    result = via(OperationsApi(hostile.base_url, timeout_s=0.5), ref("hang"))
     assert isinstance(result, ApiFailure) and result.kind == "transient"
     assert "Timeout" in result.status["message"] or "timed out" in result.status["message"]
 
 
-def test_a_redirect_is_not_followed(hostile, client):
+def test_a_redirect_is_not_followed(hostile, client, via):
     before = hostile.count("hostile-redirect-2")
-    assert client.get(ref("redirect", 2)).kind == "permanent"
+    assert via(client, ref("redirect", 2)).kind == "permanent"
     assert hostile.count("hostile-redirect-2") == before + 1  # one request, to lrowatch's own host only
 
 
-def test_an_answer_over_the_byte_cap_is_refused_while_streaming(hostile):
-    result = OperationsApi(hostile.base_url, max_answer_bytes=1_000_000).get(ref("metadata"))
+def test_an_answer_over_the_byte_cap_is_refused_while_streaming(hostile, via):
+    result = via(OperationsApi(hostile.base_url, max_answer_bytes=1_000_000), ref("metadata"))
     assert isinstance(result, ApiFailure) and result.kind == "permanent"
     assert "larger than 1000000 bytes" in result.status["message"]
 
 
-def test_two_megabytes_of_error_details_end_failed_with_the_details_capped(client):
-    answer = client.get(ref("details"))
+def test_two_megabytes_of_error_details_end_failed_with_the_details_capped(client, via):
+    answer = via(client, ref("details"))
     assert isinstance(answer, dict) and len(answer["error"]["details"]) == 2000
     record = after_poll(make_record(), answer, LATER).record
     assert record.state.value == "FAILED" and record.truncated is True
@@ -72,8 +81,8 @@ def test_two_megabytes_of_error_details_end_failed_with_the_details_capped(clien
     assert len(json.dumps(record.to_doc(), default=str)) < RECORD_LIMIT
 
 
-def test_five_megabytes_of_metadata_are_dropped_and_the_rest_is_kept(client):
-    answer = client.get(ref("metadata"))
+def test_five_megabytes_of_metadata_are_dropped_and_the_rest_is_kept(client, via):
+    answer = via(client, ref("metadata"))
     record = after_poll(make_record(), answer, LATER).record
     assert record.state.value == "SUCCEEDED" and record.provider_state == "SUCCEEDED"
     assert record.metadata is None and record.response == {} and record.truncated is True
@@ -93,10 +102,10 @@ def test_a_request_that_cannot_be_built_is_a_permanent_failure_not_an_exception(
         api.list(ref("any"), "projects/123/locations/us")
 
 
-def test_a_host_lrowatch_did_not_build_is_refused_without_a_request(client):
+def test_a_host_lrowatch_did_not_build_is_refused_without_a_request(client, via):
     foreign = OperationRef("projects/1/locations/us/operations/hostile-array-1", "documentai.googleapis.com",
                            "v1", "attacker.example.com")
-    failure = client.get(foreign)
+    failure = via(client, foreign)
     assert failure.kind == "permanent" and "non-Google host" in failure.status["message"]
 
 
@@ -135,9 +144,9 @@ operation_like = st.fixed_dictionaries({}, optional={
            suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(body=st.binary(max_size=300) | (json_values | operation_like).map(lambda v: json.dumps(v).encode()),
        status=st.sampled_from([200, 200, 200, 400, 404, 429, 500, 503]))
-def test_any_answer_yields_a_storable_record_and_never_raises(hostile, client, body, status):
+def test_any_answer_yields_a_storable_record_and_never_raises(hostile, client, via, body, status):
     hostile.script("hostile-prop-1", status, body)
-    result = client.get(ref("prop"))
+    result = via(client, ref("prop"))
     assert isinstance(result, (dict, ApiFailure))
     record = make_record()
     decision = after_poll(record, result, LATER, Rules(max_permanent_errors=1), rng=random.Random(0))
@@ -146,3 +155,4 @@ def test_any_answer_yields_a_storable_record_and_never_raises(hostile, client, b
     json.dumps(doc, default=str).encode()  # no lone surrogates left in stored fields
     if decision.event is not None:
         assert len(decision.event.encoded()) < 10 * 1024 * 1024
+

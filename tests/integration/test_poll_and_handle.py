@@ -208,8 +208,8 @@ def test_a_runs_worker_threads_carry_the_requests_trace(parts, monkeypatch):
     from functions import logs
 
     op_id = parts.track(parts.sim.create(kind="vision", running_s=0))
-    traces = []  # the trace each call saw, on whichever thread made it
-    for obj, name in ((parts.poll._api, "get"), (parts.store, "commit"), (parts.poll._publisher, "publish")):
+    traces = []  # the trace each call saw, on whichever thread made it (GETs start on the run's own)
+    for obj, name in ((parts.poll._api, "start_gets"), (parts.store, "commit"), (parts.poll._publisher, "publish")):
         def spy(*args, __call=getattr(obj, name), __name=name, **kwargs):
             traces.append((__name, logs.current_trace.get()))
             return __call(*args, **kwargs)
@@ -218,7 +218,7 @@ def test_a_runs_worker_threads_carry_the_requests_trace(parts, monkeypatch):
                      parts.settings.project) as trace:
         parts.poll.run(budget_s=2)
     assert parts.store.get(op_id).state.terminal
-    assert {name for name, _ in traces} == {"get", "commit", "publish"}
+    assert {name for name, _ in traces} == {"start_gets", "commit", "publish"}
     assert all(seen == trace for _, seen in traces), traces
 
 

@@ -26,17 +26,17 @@ ONCE = {"initial_delay_s": 600, "multiplier": 1, "max_delay_s": 600, "jitter": 0
 
 
 class TimedApi(OperationsApi):
-    """The real client, noting when each GET went out."""
+    """The real client, noting when each GET was started."""
 
     def __init__(self, base_url):
         super().__init__(base_url)
         self.times: list[float] = []
         self._lock = threading.Lock()
 
-    def get(self, ref, quota_project=None):
+    def start_gets(self, requests):
         with self._lock:
-            self.times.append(time.monotonic())
-        return super().get(ref, quota_project)
+            self.times += [time.monotonic()] * len(requests)
+        return super().start_gets(requests)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ behind a hostile API. Whatever goes wrong for one operation is that operation's 
 own backoff, counted in the summary; the others are recorded and announced as usual."""
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import replace
 
 import pytest
@@ -48,10 +49,16 @@ class RaisingApi(OperationsApi):
         super().__init__(base_url)
         self.victim = victim
 
-    def get(self, ref, quota_project=None):
-        if ref.name == self.victim:
-            raise RecursionError("maximum recursion depth exceeded")
-        return super().get(ref, quota_project)
+    def start_gets(self, requests):
+        futures = super().start_gets([r for r in requests if r[0].name != self.victim])
+        return [_raised(RecursionError("maximum recursion depth exceeded")) if ref.name == self.victim
+                else futures.pop(0) for ref, _ in requests]
+
+
+def _raised(exc: Exception) -> Future:
+    future: Future = Future()
+    future.set_exception(exc)
+    return future
 
 
 def test_an_exception_polling_one_operation_is_its_error_and_the_others_finish(env, hostile):

@@ -1,11 +1,13 @@
 """The poll loop's hand-offs: the completion queue (futures in finishing order, GETs waking the
-loop a few at a time) and a GET's check, as a worker starts it, that it may still start."""
+loop a few at a time), GETs started in one hand-off, and a GET's answer decided on the loop,
+whatever the client does."""
 from concurrent.futures import Future
 
 from functions.config import Settings
 from functions.domain.record import Versioned, utcnow
 from functions.services.pipeline import Completions, Pipeline
 from functions.services.poll import RunSummary
+from functions.domain.tracking import Rules, after_poll
 from functions.services.schedule import LearntSchedule
 from tests.unit.factories import make_record
 from tests.unit.fakes import FakeApi
@@ -53,47 +55,61 @@ def test_a_wait_does_not_sleep_when_enough_finished_before_it():
     assert len(completions.drain()) == 2
 
 
-# ---- a GET that waited at the workers' door ---------------------------------------------
+# ---- starting GETs and deciding on their answers -------------------------------------------
 
-class Shards:
-    """Ownership that holds every shard until told otherwise."""
+class HandOffs(FakeApi):
+    """A client that notes each start_gets call (one hand-off to its event loop)."""
 
-    def __init__(self):
-        self.held = True
+    def __init__(self, answer, fail_to_start: Exception | None = None):
+        super().__init__(answer)
+        self.hand_offs: list[int] = []
+        self._fail_to_start = fail_to_start
 
-    def holds(self, shard: int) -> bool:
-        return self.held
-
-
-def pipeline(ownership, api, now: list) -> Pipeline:
-    return Pipeline(Settings(project="p"), None, api, None, ownership, LearntSchedule.off(), RunSummary("run"),
-                    clock=utcnow, monotonic=lambda: now[0], sleep=lambda s: None)
-
-
-def test_a_get_whose_shard_was_lost_while_it_waited_is_not_started_and_counts_as_a_lost_claim():
-    ownership, api, now = Shards(), FakeApi({"name": "x", "done": False}), [0.0]
-    poller = pipeline(ownership, api, now)
-    poller._stop_at = 100.0
-    ownership.held = False
-    assert poller._poll_one(Versioned(make_record(), "v1")) is None
-    assert api.gets == [] and poller._summary.lost_claims == 1
+    def start_gets(self, requests):
+        self.hand_offs.append(len(requests))
+        if self._fail_to_start:
+            raise self._fail_to_start
+        return super().start_gets(requests)
 
 
-def test_a_get_that_waited_past_the_runs_end_is_not_started():
-    ownership, api, now = Shards(), FakeApi({"name": "x", "done": False}), [0.0]
-    poller = pipeline(ownership, api, now)
-    poller._stop_at = 100.0
-    now[0] = 100.0
-    assert poller._poll_one(Versioned(make_record(), "v1")) is None
-    assert api.gets == [] and poller._summary.lost_claims == 0
+def pipeline(api, decide=None) -> Pipeline:
+    return Pipeline(Settings(project="p"), None, api, None, None, LearntSchedule.off(), RunSummary("run"),
+                    clock=utcnow, monotonic=lambda: 0.0, sleep=lambda s: None, decide=decide)
 
 
-def test_a_get_started_in_time_is_answered_and_its_lag_kept_for_the_loop_to_count():
-    ownership, now = Shards(), [0.0]
+def test_the_gets_picked_in_one_turn_start_in_one_hand_off_and_keep_how_late_they_started():
+    records = [make_record(id=f"op-{n}", name=f"projects/1/locations/us/operations/op-{n}") for n in range(3)]
+    api = HandOffs(lambda name: {"name": name, "done": False})
+    poller, in_flight = pipeline(api), {}
+    poller._start([(Versioned(r, "v1"), "documentai") for r in records], in_flight)
+    assert api.hand_offs == [3] and api.gets == [r.name for r in records]
+    assert poller._summary.claimed == 3
+    polled = [poller._answered(v, f, lag) for f, (v, _, lag) in in_flight.items()]
+    assert all(p.answered and p.lag_s > 0 for p in polled)
+    assert poller._summary.polled == 0  # counted by the loop, once per turn
+
+
+def test_a_client_that_cannot_start_the_gets_makes_each_one_its_operations_error_not_the_runs():
     record = make_record()
-    api = FakeApi({"name": record.name, "done": False})
-    poller = pipeline(ownership, api, now)
-    poller._stop_at = 100.0
-    polled = poller._poll_one(Versioned(record, "v1"))
-    assert api.gets == [record.name] and polled.answered and polled.lag_s > 0
-    assert poller._summary.polled == 0  # counted by the loop, not by the worker
+    poller, in_flight = pipeline(HandOffs({}, fail_to_start=RuntimeError("event loop closed"))), {}
+    poller._start([(Versioned(record, "v1"), "documentai")], in_flight)
+    (future, (versioned, _, lag)), = in_flight.items()
+    polled = poller._answered(versioned, future, lag)
+    assert not polled.answered
+    assert "RuntimeError: event loop closed" in polled.decision.record.last_error["message"]
+
+
+def test_an_answer_the_decision_cannot_handle_is_that_operations_error():
+    record = make_record()
+
+    def decide(record, result):
+        if isinstance(result, dict):
+            raise RecursionError("maximum recursion depth exceeded")
+        return after_poll(record, result, utcnow(), Rules())
+
+    poller, in_flight = pipeline(HandOffs(lambda name: {"name": name, "done": True}), decide), {}
+    poller._start([(Versioned(record, "v1"), "documentai")], in_flight)
+    (future, (versioned, _, lag)), = in_flight.items()
+    polled = poller._answered(versioned, future, lag)
+    assert polled.answered  # the API answered; lrowatch could not use it
+    assert "RecursionError" in polled.decision.record.last_error["message"]
