@@ -35,7 +35,7 @@ class Taken:
 
 
 class SideCollection:
-    """A collection beside the records', on the store's lazy client and usage counter."""
+    """A collection beside the records', on the store's lazy client and its side usage counter."""
 
     def __init__(self, store, collection: str):
         self._store = store
@@ -47,7 +47,7 @@ class SideCollection:
 
     @property
     def usage(self) -> Usage:
-        return self._store.usage
+        return self._store.side_usage
 
     def _doc(self, key: str):
         return self.client.collection(self._collection).document(key)

@@ -39,7 +39,8 @@ class FirestoreStore:
         self._project = project
         self._collection = collection
         self._client = Lazy(self._new_client, client)
-        self.usage = Usage()
+        self.usage = Usage()  # the records and the outbox: what each poll costs
+        self.side_usage = Usage()  # leases, claims, learnt durations: what each run costs (SideCollection)
 
     def _new_client(self):
         client = library().firestore.Client(project=self._project)

@@ -21,6 +21,9 @@ class Counts:
     def __sub__(self, other: "Counts") -> "Counts":
         return Counts(self.reads - other.reads, self.writes - other.writes, self.deletes - other.deletes)
 
+    def __add__(self, other: "Counts") -> "Counts":
+        return Counts(self.reads + other.reads, self.writes + other.writes, self.deletes + other.deletes)
+
 
 class Usage:
     def __init__(self):
