@@ -199,7 +199,7 @@ def run(emus, quick: bool = False, concurrencies: tuple[int, ...] = (32, 64), pr
             quiet = path == "quiet"
             base = run_baseline(base_url, admin, n_base, quiet=quiet)
             results["baselines"][path] = base
-            for concurrency in concurrencies if not quiet else concurrencies[:1]:
+            for concurrency in concurrencies:
                 spy_path = None
                 if profile and concurrency == concurrencies[0]:
                     spy_path = str(ROOT / ".run" / f"p1-{'quiet' if quiet else 'changes'}.pyspy")
