@@ -80,10 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         results["cost"] = cost.run(results["p1"], results["p2"])
 
     elapsed = time.monotonic() - started
-    path = report.write(results, args.quick, elapsed)
-    if args.json:
+    if args.json:  # first: the raw results outlive a report that fails to format them
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=1, default=str)
+    path = report.write(results, args.quick, elapsed)
     print()
     print(path.read_text().split("\n## ", 1)[0])
     print(f"written to {path} ({elapsed:.0f} s)")

@@ -20,11 +20,11 @@ pipeline behind the GETs is as busy as it gets at this rate. (A re-poll is claim
 by the same due query; its due time is the one the run itself wrote.)
 
 The delay is measured here, independently of the product: a wrapper around the
-API client's `get` notes the wall-clock time each GET starts, against the due
+API client's `start_gets` notes the wall-clock time each GET starts, against the due
 time written; the run's own figures (RunSummary.lag_p50_s / lag_p95_s, taken just
 before the GET) are shown beside it. Saturation: the wrapper also counts GETs in
 flight; the run is unsaturated when that never reaches `poll_concurrency`
-(no GET ever waited for a worker).
+(no GET ever waited for a connection).
 """
 from __future__ import annotations
 
@@ -56,7 +56,9 @@ def _pct(ordered: list[float], q: float) -> float:
 
 
 class _GetProbe:
-    """Wraps api.get: when each operation's GET starts, and how many are in flight."""
+    """Wraps api.start_gets (a run hands its GETs to the client's event loop, which sends them at
+    once unless all `limit` connections are busy): when each operation's GET started, and how many
+    are in flight."""
 
     def __init__(self, api, clock):
         self._lock = threading.Lock()
@@ -66,23 +68,27 @@ class _GetProbe:
         self.peak = 0
         self.at_limit = 0  # GETs started while `limit` were already in flight
         self.limit = CONCURRENCY
-        original = api.get
+        original = api.start_gets
 
-        def get(ref, *args, **kwargs):
+        def start_gets(requests):
             now = self._clock()
             with self._lock:
-                self.started.setdefault(ref.url, []).append(now)
-                self.in_flight += 1
-                self.peak = max(self.peak, self.in_flight)
-                if self.in_flight >= self.limit:
-                    self.at_limit += 1
-            try:
-                return original(ref, *args, **kwargs)
-            finally:
-                with self._lock:
-                    self.in_flight -= 1
+                for ref, _ in requests:
+                    self.started.setdefault(ref.url, []).append(now)
+                    self.in_flight += 1
+                    self.peak = max(self.peak, self.in_flight)
+                    if self.in_flight >= self.limit:
+                        self.at_limit += 1
+            futures = original(requests)
+            for future in futures:
+                future.add_done_callback(self._finished)
+            return futures
 
-        api.get = get
+        api.start_gets = start_gets
+
+    def _finished(self, _future) -> None:
+        with self._lock:
+            self.in_flight -= 1
 
 
 def run_cadence(emus, base_url: str, admin, n: int, spread_s: float, sim_pid: int | None = None) -> dict:
@@ -96,7 +102,7 @@ def run_cadence(emus, base_url: str, admin, n: int, spread_s: float, sim_pid: in
     ops = sim_ops(admin, _scripts(n))
     service = build_poll(settings)  # as main.py wires it
     store, api, publisher = service._store, service._api, service._publisher
-    _ = store.client, publisher.client, api.http  # clients built before the clock starts
+    _ = store.client, publisher.client, api.start_gets([])  # clients (and the GETs' loop) built before the clock
     probe = _GetProbe(api, utcnow)
 
     rng = random.Random(SEED)

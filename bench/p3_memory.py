@@ -42,7 +42,7 @@ def _child() -> None:
                         poll_budget_s=float(os.environ["BENCH_BUDGET"]), log_level="ERROR")
     service = build_poll(settings)
     store, api, publisher = service._store, service._api, service._publisher
-    _ = store.client, publisher.client, api.http
+    _ = store.client, publisher.client, api.start_gets([])
     floor = psutil.Process().memory_info().rss
     trace = os.environ.get("BENCH_TRACEMALLOC")
     if trace:  # diagnosis only: tracemalloc slows the run and adds its own memory

@@ -499,8 +499,8 @@ def write(results: dict, quick: bool, elapsed_s: float, path: Path = REPORT) -> 
                            f"${r['api_core_total']:.3f}"),
         "scale": lambda r: (f"1 process {r['runs'][0]['ops_per_s']} ops/s, 2 shard processes "
                             f"{r['runs'][1]['ops_per_s']} ops/s ({r['gain']:.2f}×)"),
-        "cadence": lambda r: (f"p50 {r['delay_p50_s']:.3f} s, p95 {r['delay_p95_s']:.3f} s, max "
-                              f"{r['delay_max_s']:.3f} s; peak {r['peak_in_flight']}/{r['concurrency']} GETs "
+        "cadence": lambda r: (f"p50 {_f(r['delay_p50_s'], 3)} s, p95 {_f(r['delay_p95_s'], 3)} s, max "
+                              f"{_f(r['delay_max_s'], 3)} s; peak {r['peak_in_flight']}/{r['concurrency']} GETs "
                               f"in flight → {r['verdict']}"),
     }
     for key in KEYS:

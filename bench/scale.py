@@ -33,7 +33,7 @@ def _worker() -> None:
     settings = Settings(project=os.environ["BENCH_PROJECT"], api_base_url=os.environ["BENCH_API"],
                         shards=SHARDS, poll_budget_s=float(os.environ["BENCH_BUDGET"]), log_level="ERROR")
     service = wiring.build(settings).poll
-    _ = service._store.client, service._publisher.client, service._api.http
+    _ = service._store.client, service._publisher.client, service._api.start_gets([])
     shard = os.environ.get("BENCH_SHARD")
     print("ready", flush=True)
     sys.stdin.readline()  # start together
