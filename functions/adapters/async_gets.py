@@ -47,6 +47,7 @@ class AsyncGets:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._session: Any = None
         self._refreshing: asyncio.Lock | None = None
+        self._slots: asyncio.Semaphore | None = None
         self._starting = threading.Lock()
 
     def start(self, requests: list[tuple[OperationRef, str | None]]) -> list[Future]:
@@ -89,19 +90,22 @@ class AsyncGets:
         loop.call_soon_threadsafe(loop.stop)
 
     async def get(self, ref: OperationRef, quota_project: str | None = None) -> dict | ApiFailure:
-        try:
-            answer = await self._call(ref, quota_project)
-        except AnswerError as exc:
-            return exc.failure()
+        session = self._client()
+        # GETs beyond the pool wait here, not in aiohttp's pool: its timeout would count the wait,
+        # and a slow API would time out the GETs queued behind it before they went out.
+        async with self._slots:
+            try:
+                answer = await self._call(session, ref, quota_project)
+            except AnswerError as exc:
+                return exc.failure()
         return operation_or_failure(answer, ref)
 
-    async def _call(self, ref: OperationRef, quota_project: str | None):
+    async def _call(self, session, ref: OperationRef, quota_project: str | None):
         """Building, sending and reading the request are one step, as in OperationsApi._call."""
         try:
             # Built, not parsed: url_for refuses any host lrowatch did not build, and the URL
             # goes out as built (yarl would otherwise re-quote it).
             url = yarl.URL(self._url_for(ref), encoded=True)
-            session = self._client()
             for attempt in (1, 2):
                 headers = {"x-goog-user-project": quota_project} if quota_project else {}
                 await self._authorize(headers, fresh=attempt == 2)
@@ -134,7 +138,7 @@ class AsyncGets:
 
     def _client(self):
         """The session, made on the loop's thread on first use: its pool holds `pool_size`
-        connections; requests beyond them wait for one (as a thread pool's queue would)."""
+        connections, and as many GETs go out at once (`_slots`); the others wait their turn."""
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self._pool_size, limit_per_host=self._pool_size,
                                              ssl=ssl.create_default_context(cafile=certifi.where()))
@@ -142,6 +146,7 @@ class AsyncGets:
                 connector=connector, trust_env=False, auto_decompress=True,
                 timeout=aiohttp.ClientTimeout(total=self._timeout_s, connect=self._timeout_s))
             self._refreshing = asyncio.Lock()
+            self._slots = asyncio.Semaphore(self._pool_size)
         return self._session
 
     async def _authorize(self, headers: dict, fresh: bool) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -122,3 +123,43 @@ def test_the_caller_owns_the_lists_it_passes_and_gets_back(server):
     futures.clear()
     requests.clear()
     assert [f.result(timeout=30).kind for f in kept] == ["permanent"] * 3
+
+
+class Slow(ThreadingHTTPServer):
+    """Answers every GET after `delay_s`: a slow API, not a hostile one."""
+
+    daemon_threads = True
+
+    def __init__(self, delay_s: float):
+        self.delay_s = delay_s
+        super().__init__(("127.0.0.1", 0), _SlowHandler)
+
+
+class _SlowHandler(BaseHTTPRequestHandler):
+    server: Slow
+
+    def do_GET(self):
+        time.sleep(self.server.delay_s)
+        data = json.dumps({"name": self.path.split("/v1/", 1)[1], "done": False}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_get_waiting_for_a_free_connection_is_not_timed_out_for_the_wait():
+    """The timeout bounds each GET from when it goes out, as it did on threads: 16 GETs over 2
+    connections to an API answering in 0.3 s each wait up to 2.1 s for a connection, beyond the
+    2 s timeout, and every one is answered."""
+    server = Slow(0.3)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        api = OperationsApi(f"http://127.0.0.1:{server.server_port}", pool_size=2, timeout_s=2)
+        answers = [f.result(timeout=60) for f in api.start_gets([(r, None) for r in refs(16)])]
+        assert all(isinstance(a, dict) for a in answers), [a for a in answers if not isinstance(a, dict)][:1]
+    finally:
+        server.shutdown()
+        server.server_close()
