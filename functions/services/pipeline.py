@@ -70,7 +70,7 @@ class Polled:
     result: Any
     decision: Decision
     at: datetime
-    # Counted by the loop, not by each worker (the summary's lock, contended by every worker).
+    # Counted by the loop once a turn, not once a GET (the summary takes a lock each time).
     answered: bool = False  # the API answered (polled)
     lag_s: float | None = None  # how late the GET started
 

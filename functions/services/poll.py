@@ -71,7 +71,7 @@ class RunSummary:
         self._lags: list[float] = []
 
     def count(self, name: str, n: int = 1) -> None:
-        with self._lock:  # poll workers count concurrently
+        with self._lock:  # the run's threads (loop, writers, publisher) count concurrently
             setattr(self, name, getattr(self, name) + n)
 
     def lag(self, seconds: float) -> None:
