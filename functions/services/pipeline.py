@@ -9,8 +9,7 @@ answer decided again on the fresh version, a bounded number of times.
 The stages overlap, so that none waits on another: due records are read ahead a
 page at a time on a thread (DueQueue); up to `poll_concurrency` GETs are in flight
 on the Operations API client's event loop (OperationsApi.start_gets), and a few
-more wait for a connection there so that one that finishes starts the next at
-once; answers are decided on the loop that drives the run; results are committed
+more wait for a slot there so that one that finishes starts the next at once; answers are decided on the loop that drives the run; results are committed
 in groups on threads (at most WRITERS groups at once); committed messages are
 published in order on one thread. The loop that drives them (Pipeline.run)
 dispatches GETs only for shards the run holds (functions.services.ownership)
@@ -24,9 +23,9 @@ import contextvars
 import logging
 from collections import OrderedDict, deque
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from queue import Empty, SimpleQueue
 from dataclasses import dataclass
 from datetime import datetime
+from queue import Empty, SimpleQueue
 from typing import Any, Callable
 
 from functions.config import Settings
@@ -53,8 +52,8 @@ WRITE_MAX_WAIT_S = 0.1
 WRITERS = 2
 # The loop is woken when this many GETs have finished (or all in flight have, or at LOOP_WAIT_S).
 WAKE_AFTER_GETS = 8
-# GETs started beyond poll_concurrency: they wait for a connection, and take one as soon as
-# a GET finishes instead of waiting for the loop to wake.
+# GETs started beyond poll_concurrency: they wait for a slot on the client's loop, and take one as
+# soon as a GET finishes instead of waiting for the run's loop to wake.
 READY_AHEAD = 8
 # Re-decisions on fresh data after lost write guards, before giving up (the record stays due).
 COMMIT_ATTEMPTS = 3
@@ -70,9 +69,6 @@ class Polled:
     result: Any
     decision: Decision
     at: datetime
-    # Counted by the loop once a turn, not once a GET (the summary takes a lock each time).
-    answered: bool = False  # the API answered (polled)
-    lag_s: float | None = None  # how late the GET started
 
 
 def submit(pool: Executor, fn: Callable, *args) -> Future:
@@ -260,22 +256,21 @@ class Pipeline:
                 if in_flight or writing or queue.reading is not None or renewing is not None:
                     # Woken once a few GETs are done, but never waiting for more than are in flight.
                     completions.wait(LOOP_WAIT_S, max(1, min(WAKE_AFTER_GETS, len(in_flight))))
-                answered, lags = 0, []
+                answered = 0
                 for future in completions.drain():
                     if future not in in_flight:
                         continue  # a write, read or renewal: looked at below
                     versioned, key, lag_s = in_flight.pop(future)
                     try:
-                        polled = self._answered(versioned, future, lag_s)
+                        polled, api_answered = self._answered(versioned, future)
                     except Exception:  # _answered isolates failures; this is the last line of defence
                         self._summary.count("errors")
                         self._in_hand.discard(versioned.record.id)
                         log.error("deciding on a GET failed; the operation stays due",
                                   extra={"operation_id": versioned.record.id}, exc_info=True)
                         continue
-                    answered += polled.answered
-                    if polled.lag_s is not None:
-                        lags.append(polled.lag_s)
+                    answered += api_answered  # counted once a turn, below: the summary takes a lock
+                    self._summary.lag(lag_s)
                     if polled.decision.record.consecutive_errors > versioned.record.consecutive_errors:
                         self._summary.count("errors")
                     self._rated(key, polled.result)
@@ -284,8 +279,6 @@ class Pipeline:
                     results.append(polled)
                 if answered:
                     self._summary.count("polled", answered)
-                for lag in lags:
-                    self._summary.lag(lag)
                 for future in [f for f in writing if f.done()]:
                     writing.remove(future)
                     to_publish += [(kind, message) for d in future.result()
@@ -425,29 +418,27 @@ class Pipeline:
         return page, cursor
 
     # Deciding on an answer (on the run's loop) ------------------------------------
-    def _answered(self, versioned: Versioned, future: Future, lag_s: float) -> Polled:
-        """The decision on a GET's answer: whatever the client or the answer does is that
-        operation's error, never the run's. The record stays due if even that cannot be decided."""
+    def _answered(self, versioned: Versioned, future: Future) -> tuple[Polled, bool]:
+        """The decision on a GET's answer, and whether the API answered: whatever the client or the
+        answer does is that operation's error, never the run's. The record stays due if even that
+        cannot be decided."""
         record = versioned.record
         try:
             result = future.result()
         except Exception as exc:
-            return self._decide(versioned, own_failure(exc, record, "could not handle the API's answer"),
-                                lag_s=lag_s)
+            return self._decide(versioned, own_failure(exc, record, "could not handle the API's answer")), False
         try:
-            return self._decide(versioned, result, answered=True, lag_s=lag_s)
+            return self._decide(versioned, result), True
         except Exception as exc:
-            return self._decide(versioned, own_failure(exc, record, "could not handle the API's answer"),
-                                answered=True, lag_s=lag_s)
+            return self._decide(versioned, own_failure(exc, record, "could not handle the API's answer")), True
 
-    def _decide(self, versioned: Versioned, result: Any, decide: Callable | None = None, *,
-                answered: bool = False, lag_s: float | None = None) -> Polled:
+    def _decide(self, versioned: Versioned, result: Any, decide: Callable | None = None) -> Polled:
         now = self._clock()
         decision = (decide or self._decide_answer)(versioned.record, result)
         # lease_owner names the run that polled it last, under its shard lease (diagnostics).
         decision = Decision(decision.record.with_changes(lease_owner=self._summary.run_id),
                             decision.event, decision.command)
-        return Polled(versioned, result, decision, now, answered, lag_s)
+        return Polled(versioned, result, decision, now)
 
     # Commit (on a writer) -----------------------------------------------------------
     def _commit(self, group: list[Polled]) -> list[Decision]:

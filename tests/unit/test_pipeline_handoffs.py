@@ -84,8 +84,8 @@ def test_the_gets_picked_in_one_turn_start_in_one_hand_off_and_keep_how_late_the
     poller._start([(Versioned(r, "v1"), "documentai") for r in records], in_flight)
     assert api.hand_offs == [3] and api.gets == [r.name for r in records]
     assert poller._summary.claimed == 3
-    polled = [poller._answered(v, f, lag) for f, (v, _, lag) in in_flight.items()]
-    assert all(p.answered and p.lag_s > 0 for p in polled)
+    answered = [(poller._answered(v, f)[1], lag) for f, (v, _, lag) in in_flight.items()]
+    assert all(api_answered and lag > 0 for api_answered, lag in answered)
     assert poller._summary.polled == 0  # counted by the loop, once per turn
 
 
@@ -93,9 +93,9 @@ def test_a_client_that_cannot_start_the_gets_makes_each_one_its_operations_error
     record = make_record()
     poller, in_flight = pipeline(HandOffs({}, fail_to_start=RuntimeError("event loop closed"))), {}
     poller._start([(Versioned(record, "v1"), "documentai")], in_flight)
-    (future, (versioned, _, lag)), = in_flight.items()
-    polled = poller._answered(versioned, future, lag)
-    assert not polled.answered
+    (future, (versioned, _, _)), = in_flight.items()
+    polled, api_answered = poller._answered(versioned, future)
+    assert not api_answered
     assert "RuntimeError: event loop closed" in polled.decision.record.last_error["message"]
 
 
@@ -109,7 +109,7 @@ def test_an_answer_the_decision_cannot_handle_is_that_operations_error():
 
     poller, in_flight = pipeline(HandOffs(lambda name: {"name": name, "done": True}), decide), {}
     poller._start([(Versioned(record, "v1"), "documentai")], in_flight)
-    (future, (versioned, _, lag)), = in_flight.items()
-    polled = poller._answered(versioned, future, lag)
-    assert polled.answered  # the API answered; lrowatch could not use it
+    (future, (versioned, _, _)), = in_flight.items()
+    polled, api_answered = poller._answered(versioned, future)
+    assert api_answered  # the API answered; lrowatch could not use it
     assert "RecursionError" in polled.decision.record.last_error["message"]
