@@ -19,7 +19,6 @@ import asyncio
 import atexit
 import ssl
 import threading
-import time
 from concurrent.futures import Future
 from functools import partial
 from typing import Any, Callable
@@ -28,8 +27,8 @@ import aiohttp
 import certifi
 import yarl
 
-from functions.adapters.operations_api import (CHUNK_BYTES, AnswerError, answer_error, operation_or_failure,
-                                               parse_answer, too_large)
+from functions.adapters.operations_api import (CHUNK_BYTES, AnswerError, CappedBody, answer_error,
+                                               operation_or_failure, parse_answer)
 from functions.domain.names import OperationRef
 from functions.domain.tracking import ApiFailure
 
@@ -121,30 +120,20 @@ class AsyncGets:
 
     async def _read(self, response) -> bytes:
         """The body, streamed (and decompressed), within the byte cap and one timeout overall
-        (the session's total timeout; the deadline check also stops a trickle between chunks)."""
-        declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > self._max_bytes:
-            raise AnswerError("permanent", response.status, too_large(self._max_bytes))
-        deadline = time.monotonic() + self._timeout_s
-        chunks, size = [], 0
+        (the session's total timeout, and CappedBody's deadline between chunks)."""
+        body = CappedBody(response.status, response.headers, self._max_bytes, self._timeout_s)
         async for chunk in response.content.iter_chunked(CHUNK_BYTES):
-            size += len(chunk)
-            if size > self._max_bytes:
-                raise AnswerError("permanent", response.status, too_large(self._max_bytes))
-            if time.monotonic() > deadline:
-                raise AnswerError("transient", 504, f"the answer took longer than {self._timeout_s:g} s")
-            chunks.append(chunk)
-        return b"".join(chunks)
+            body.add(chunk)
+        return body.whole()
 
     def _client(self):
         """The session, made on the loop's thread on first use: its pool holds `pool_size`
         connections, and as many GETs go out at once (`_slots`); the others wait their turn."""
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self._pool_size, limit_per_host=self._pool_size,
+            connector = aiohttp.TCPConnector(limit=self._pool_size,
                                              ssl=ssl.create_default_context(cafile=certifi.where()))
-            self._session = aiohttp.ClientSession(
-                connector=connector, trust_env=False, auto_decompress=True,
-                timeout=aiohttp.ClientTimeout(total=self._timeout_s, connect=self._timeout_s))
+            self._session = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=True,
+                                                  timeout=aiohttp.ClientTimeout(total=self._timeout_s))
             self._refreshing = asyncio.Lock()
             self._slots = asyncio.Semaphore(self._pool_size)
         return self._session
@@ -168,7 +157,7 @@ class AsyncGets:
 def _settle(future: Future, task: asyncio.Task) -> None:
     if task.cancelled():
         future.cancel()
-    elif task.exception() is not None:
-        future.set_exception(task.exception())
+    elif (exc := task.exception()) is not None:
+        future.set_exception(exc)
     else:
         future.set_result(task.result())

@@ -129,19 +129,10 @@ class OperationsApi:
 
     def _read(self, response) -> bytes:
         """The body, streamed (and decompressed), within max_answer_bytes and one timeout overall."""
-        declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > self._max_bytes:
-            raise AnswerError("permanent", response.status, too_large(self._max_bytes))
-        deadline = time.monotonic() + self._timeout_s
-        chunks, size = [], 0
+        body = CappedBody(response.status, response.headers, self._max_bytes, self._timeout_s)
         for chunk in response.stream(CHUNK_BYTES):
-            size += len(chunk)
-            if size > self._max_bytes:
-                raise AnswerError("permanent", response.status, too_large(self._max_bytes))
-            if time.monotonic() > deadline:  # a trickle of bytes defeats the per-read timeout
-                raise AnswerError("transient", 504, f"the answer took longer than {self._timeout_s:g} s")
-            chunks.append(chunk)
-        return b"".join(chunks)
+            body.add(chunk)
+        return body.whole()
 
     # Calls -----------------------------------------------------------------
     def get(self, ref: OperationRef, quota_project: str | None = None) -> dict | ApiFailure:
@@ -217,8 +208,33 @@ def _credentials():
     return credentials
 
 
-def too_large(max_bytes: int) -> str:
-    return f"the answer is larger than {max_bytes} bytes"
+class CappedBody:
+    """An answer's body as it streams in, both ways of calling: refused (AnswerError) past
+    `max_bytes`, declared or read, or past one deadline for the whole body (a trickle of bytes
+    defeats a per-read timeout)."""
+
+    def __init__(self, status: int, headers: Mapping[str, str], max_bytes: int, timeout_s: float):
+        self._status, self._max_bytes, self._timeout_s = status, max_bytes, timeout_s
+        declared = headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise self._too_large()
+        self._deadline = time.monotonic() + timeout_s
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    def add(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size > self._max_bytes:
+            raise self._too_large()
+        if time.monotonic() > self._deadline:
+            raise AnswerError("transient", 504, f"the answer took longer than {self._timeout_s:g} s")
+        self._chunks.append(chunk)
+
+    def whole(self) -> bytes:
+        return b"".join(self._chunks)
+
+    def _too_large(self) -> "AnswerError":
+        return AnswerError("permanent", self._status, f"the answer is larger than {self._max_bytes} bytes")
 
 
 def answer_error(exc: Exception) -> "AnswerError":
