@@ -17,33 +17,44 @@ from functions.domain.names import build_ref
 TOGETHER = 32
 
 
-class Gathering(ThreadingHTTPServer):
-    """Answers an operation's GET only once `together` GETs are waiting at once (a barrier),
-    503 if they never are: GETs sent one after another cannot pass. Notes each Authorization."""
+class Api(ThreadingHTTPServer):
+    """An Operations API on 127.0.0.1 answering every GET with `status` after `delay_s`. With
+    `together`, an operation's GET is answered only once that many wait at once (a barrier), 503 if
+    they never do: GETs sent one after another cannot pass. Notes each Authorization header."""
 
     daemon_threads = True
 
-    def __init__(self, together: int):
-        self.barrier = threading.Barrier(together, timeout=10)
+    def __init__(self, together: int | None = None, delay_s: float = 0.0):
+        self.barrier = threading.Barrier(together, timeout=10) if together else None
+        self.delay_s = delay_s
         self.authorizations: list[str | None] = []
         self.status = 200
         super().__init__(("127.0.0.1", 0), _Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_port}"
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: Gathering
+    server: Api
 
     def do_GET(self):
         self.server.authorizations.append(self.headers.get("Authorization"))
-        name = self.path.split("/v1/", 1)[1]
-        status, body = self.server.status, {"name": name, "done": False}
-        if status == 200:
+        time.sleep(self.server.delay_s)
+        status, body = self.server.status, {"name": self.path.split("/v1/", 1)[1], "done": False}
+        if status != 200:
+            body = {"error": {"code": status, "status": "UNAUTHENTICATED", "message": "token expired"}}
+        elif self.server.barrier is not None:
             try:
                 self.server.barrier.wait()
             except threading.BrokenBarrierError:
                 status, body = 503, {"error": {"code": 503, "message": "the GETs did not come together"}}
-        else:
-            body = {"error": {"code": status, "status": "UNAUTHENTICATED", "message": "token expired"}}
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -57,11 +68,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    server = Gathering(TOGETHER)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = Api(together=TOGETHER)
     yield server
-    server.shutdown()
-    server.server_close()
+    server.close()
 
 
 def refs(n: int):
@@ -69,12 +78,13 @@ def refs(n: int):
 
 
 def test_gets_started_together_are_in_flight_together_on_the_one_event_loop_thread(server):
-    api = OperationsApi(f"http://127.0.0.1:{server.server_port}", pool_size=TOGETHER)
+    api = OperationsApi(server.url, pool_size=TOGETHER)
     wanted = refs(TOGETHER)
+    before = set(threading.enumerate())
     answers = [f.result(timeout=30) for f in api.start_gets([(r, None) for r in wanted])]
     assert [a.get("name") for a in answers] == [r.name for r in wanted]  # every one passed the barrier
-    assert [t.name for t in threading.enumerate()].count("operations-gets") >= 1
-    assert not [t for t in threading.enumerate() if t.name.startswith("ThreadPoolExecutor")]
+    started = [t.name for t in set(threading.enumerate()) - before if "process_request" not in t.name]
+    assert started == ["operations-gets"]  # the client's one thread (the others are the server's)
 
 
 class Credentials:
@@ -93,7 +103,7 @@ class Credentials:
 
 
 def gets_with(credentials, server) -> AsyncGets:
-    return AsyncGets(OperationsApi(f"http://127.0.0.1:{server.server_port}").url_for, pool_size=4, timeout_s=5,
+    return AsyncGets(OperationsApi(server.url).url_for, pool_size=4, timeout_s=5,
                      max_answer_bytes=MAX_ANSWER_BYTES, credentials=lambda: credentials)
 
 
@@ -116,7 +126,7 @@ def test_the_caller_owns_the_lists_it_passes_and_gets_back(server):
     """The loop starts the GETs after start() returned: what the caller does to its lists meanwhile
     (a wrapper popping the futures, say) must not stop any of them."""
     server.status = 401
-    api = OperationsApi(f"http://127.0.0.1:{server.server_port}")
+    api = OperationsApi(server.url)
     requests = [(r, None) for r in refs(3)]
     futures = api.start_gets(requests)
     kept = list(futures)
@@ -125,41 +135,14 @@ def test_the_caller_owns_the_lists_it_passes_and_gets_back(server):
     assert [f.result(timeout=30).kind for f in kept] == ["permanent"] * 3
 
 
-class Slow(ThreadingHTTPServer):
-    """Answers every GET after `delay_s`: a slow API, not a hostile one."""
-
-    daemon_threads = True
-
-    def __init__(self, delay_s: float):
-        self.delay_s = delay_s
-        super().__init__(("127.0.0.1", 0), _SlowHandler)
-
-
-class _SlowHandler(BaseHTTPRequestHandler):
-    server: Slow
-
-    def do_GET(self):
-        time.sleep(self.server.delay_s)
-        data = json.dumps({"name": self.path.split("/v1/", 1)[1], "done": False}).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
 def test_a_get_waiting_for_a_free_connection_is_not_timed_out_for_the_wait():
     """The timeout bounds each GET from when it goes out, as it did on threads: 16 GETs over 2
     connections to an API answering in 0.3 s each wait up to 2.1 s for a connection, beyond the
     2 s timeout, and every one is answered."""
-    server = Slow(0.3)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = Api(delay_s=0.3)
     try:
-        api = OperationsApi(f"http://127.0.0.1:{server.server_port}", pool_size=2, timeout_s=2)
+        api = OperationsApi(server.url, pool_size=2, timeout_s=2)
         answers = [f.result(timeout=60) for f in api.start_gets([(r, None) for r in refs(16)])]
         assert all(isinstance(a, dict) for a in answers), [a for a in answers if not isinstance(a, dict)][:1]
     finally:
-        server.shutdown()
-        server.server_close()
+        server.close()
