@@ -3,7 +3,6 @@ behind a hostile API. Whatever goes wrong for one operation is that operation's 
 own backoff, counted in the summary; the others are recorded and announced as usual."""
 from __future__ import annotations
 
-from concurrent.futures import Future
 from dataclasses import replace
 
 import pytest
@@ -17,6 +16,7 @@ from functions.services.poll import PollService
 from functions.services.submit import SubmitService
 from functions.simulator.client import SimulatorAdmin
 from tests.integration.helpers import create_topics, pull_messages, pull_subscription
+from tests.unit.fakes import failed
 
 NOW_POLICY = {"initial_delay_s": 0, "max_delay_s": 1, "jitter": 0}
 
@@ -51,14 +51,8 @@ class RaisingApi(OperationsApi):
 
     def start_gets(self, requests):
         futures = super().start_gets([r for r in requests if r[0].name != self.victim])
-        return [_raised(RecursionError("maximum recursion depth exceeded")) if ref.name == self.victim
+        return [failed(RecursionError("maximum recursion depth exceeded")) if ref.name == self.victim
                 else futures.pop(0) for ref, _ in requests]
-
-
-def _raised(exc: Exception) -> Future:
-    future: Future = Future()
-    future.set_exception(exc)
-    return future
 
 
 def test_an_exception_polling_one_operation_is_its_error_and_the_others_finish(env, hostile):

@@ -214,10 +214,19 @@ def answered_now(get, requests) -> list[Future]:
     """start_gets of a client that answers at once: each get() called now, as a finished Future."""
     futures = []
     for ref, quota_project in requests:
-        future: Future = Future()
         try:
-            future.set_result(get(ref, quota_project))
+            answer = get(ref, quota_project)
         except Exception as exc:
-            future.set_exception(exc)
+            futures.append(failed(exc))
+            continue
+        future: Future = Future()
+        future.set_result(answer)
         futures.append(future)
     return futures
+
+
+def failed(exc: Exception) -> Future:
+    """A Future that finished by raising `exc`."""
+    future: Future = Future()
+    future.set_exception(exc)
+    return future
