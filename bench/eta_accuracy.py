@@ -29,7 +29,7 @@ import random
 import time
 from datetime import datetime, timedelta, timezone
 
-from bench.p2_lag_cost import SEED, Op, _pct, learn, log_uniform, mixed_kinds
+from bench.p2_lag_cost import EPOCH, SEED, Op, Reporting, _pct, learn, log_uniform, mixed_kinds, steered
 from functions.domain import adaptive, eta
 from functions.domain.adaptive import DurationStats
 from functions.domain.policy import Policy
@@ -39,7 +39,6 @@ RANDOM = "random"  # a moment drawn uniformly over each operation's life
 MOMENTS = (*CHECKPOINTS, RANDOM)
 # The workloads' seeds: the first gives the tables, every one a verdict (operations differ between them).
 SEEDS = (SEED, SEED + 100, SEED + 200)
-EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
 BLEND, LINEAR, MEDIAN, NAIVE = "lrowatch blend", "linear progress alone", "per-kind median alone", "(info) naive progress"
 STRATEGIES = (BLEND, LINEAR, MEDIAN, NAIVE)
 BASELINES = (LINEAR, MEDIAN)
@@ -47,27 +46,19 @@ BASELINES = (LINEAR, MEDIAN)
 SWEEP_WEIGHTS = (0.0, 0.1, 0.2, 0.25, 0.3, 0.5, 0.75, 1.0)
 
 
-class Reporting:
-    """An operation's progress_percent at time t: queued at 0 %, then a curve (front- or back-loaded)."""
-
-    def __init__(self, duration_s: float, rng: random.Random):
-        self.duration_s = duration_s
-        self.queued_s = duration_s * rng.uniform(0.0, 0.25)
-        self.shape = math.exp(rng.gauss(0.0, 0.35))
-
-    def percent(self, t: float) -> int:
-        run = (t - self.queued_s) / (self.duration_s - self.queued_s)
-        return int(100 * min(max(run, 0.0), 1.0) ** self.shape) if run < 1 else 100
-
-
-def poll_times(op: Op, policy: Policy, stats: DurationStats | None, rng: random.Random) -> list[float]:
-    """Times of the polls that saw the operation still running (as bench.p2_lag_cost.run_lrowatch)."""
+def poll_times(op: Op, policy: Policy, stats: DurationStats | None, rng: random.Random,
+               progress: Reporting | None = None) -> list[float]:
+    """Times of the polls that saw the operation still running (as bench.p2_lag_cost.run_lrowatch),
+    steered by the progress trend when the operation reports one."""
     t = adaptive.first_poll_delay(stats, policy)
-    times, calls = [], 0
+    times, calls, samples = [], 0, None
     while t < op.duration_s:
         calls += 1
         times.append(t)
-        t += adaptive.next_delay(stats, t, calls, policy, rng)
+        delay = adaptive.next_delay(stats, t, calls, policy, rng)
+        if progress is not None:
+            delay, samples = steered(delay, t, samples, progress.percent(t), stats, policy, rng)
+        t += delay
     return times
 
 
@@ -109,7 +100,7 @@ def evaluate(ops: list[Op], stats: dict[str, DurationStats], policy: Policy, see
     for op in ops:
         kind_stats = stats.get(op.kind)
         progress = Reporting(op.duration_s, rng) if reporting else None
-        polls = poll_times(op, policy, kind_stats, rng)
+        polls = poll_times(op, policy, kind_stats, rng, progress)
         fractions = {f: f for f in CHECKPOINTS} | {RANDOM: moment_rng.random()}
         last = {f: max((i for i, t in enumerate(polls) if t <= share * op.duration_s), default=None)
                 for f, share in fractions.items()}

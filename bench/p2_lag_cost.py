@@ -20,6 +20,11 @@ Strategies (each as its library really behaves):
   operations must pass timeout=None).
 - Cloud Workflows connectors (initial 1 s, x1.25, max 60 s), deterministic.
 - A fixed 10 s poll.
+
+A further section (progress_steering) replays the mixed kinds with each
+operation reporting progressPercent (Reporting): adaptation alone against
+adaptation steered by each operation's own progress trend
+(adaptive.steered_delay, from functions.domain.eta's estimate at each poll).
 """
 from __future__ import annotations
 
@@ -29,7 +34,10 @@ import statistics
 import time
 from dataclasses import dataclass, replace
 
-from functions.domain import adaptive
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+from functions.domain import adaptive, eta
 from functions.domain.adaptive import DurationStats
 from functions.domain.policy import Policy
 
@@ -38,6 +46,7 @@ GOAL_CALLS_RATIO = 0.60
 # Poll schedule: every minute, a run of budget 50 s that stops claiming 2 s early.
 SCHEDULE_PERIOD_S = 60.0
 RUN_ACTIVE_S = 48.0
+EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -67,11 +76,29 @@ def log_uniform(n: int, seed: int) -> list[Op]:
     return [Op("any", math.exp(rng.uniform(math.log(3.0), math.log(3 * 3600.0)))) for _ in range(n)]
 
 
+class Reporting:
+    """An operation's progress_percent at time t: queued at 0 %, then a curve (front- or back-loaded)
+    up to `ends_at` (1: 100 % at the end; less: an API whose progress leaves its last part unreported)."""
+
+    def __init__(self, duration_s: float, rng: random.Random, ends_at: float = 1.0):
+        self.duration_s = duration_s
+        self.queued_s = duration_s * rng.uniform(0.0, 0.25)
+        self.shape = math.exp(rng.gauss(0.0, 0.35))
+        self.ends_at = ends_at
+
+    def percent(self, t: float) -> int:
+        run = (t - self.queued_s) / (self.duration_s - self.queued_s)
+        return int(100 * self.ends_at * min(max(run, 0.0), 1.0) ** self.shape) if run < 1 else 100
+
+
 # ---------------------------------------------------------------- strategies
 # Each returns (lag_s, calls) for one operation of duration d.
 
 def run_lrowatch(d: float, policy: Policy, rng: random.Random, stats: DurationStats | None = None,
-                 gaps: bool = False, offset_s: float = 0.0, trace: list | None = None) -> tuple[float, int]:
+                 gaps: bool = False, offset_s: float = 0.0, trace: list | None = None,
+                 progress: Callable[[float], int] | None = None) -> tuple[float, int]:
+    """`progress`: the operation's progressPercent at a time; given, each delay is steered by the
+    estimate from its trend as functions.domain.tracking does."""
     def served(t: float) -> float:
         # With minutely runs, a poll due between runs waits for the next run.
         if not gaps:
@@ -80,7 +107,7 @@ def run_lrowatch(d: float, policy: Policy, rng: random.Random, stats: DurationSt
         return t if phase < RUN_ACTIVE_S else t + (SCHEDULE_PERIOD_S - phase)
 
     t = served(adaptive.first_poll_delay(stats, policy) if stats is not None else policy.initial_delay_s)
-    calls = 0
+    calls, samples = 0, None
     while True:
         calls += 1
         if t >= d:
@@ -93,7 +120,21 @@ def run_lrowatch(d: float, policy: Policy, rng: random.Random, stats: DurationSt
             delay = adaptive.next_delay(stats, t, calls, policy, rng)
         else:
             delay = policy.poll_delay(calls, rng)
+        if progress is not None:
+            delay, samples = steered(delay, t, samples, progress(t), stats, policy, rng)
         t = served(t + delay)
+
+
+def steered(delay: float, t: float, samples: list | None, percent: int, stats: DurationStats | None,
+            policy: Policy, rng: random.Random) -> tuple[float, list | None]:
+    """The planned `delay` after a poll at `t` that saw `percent`, steered by the progress trend as
+    functions.domain.tracking steers it; and the progress samples with this one added."""
+    now = EPOCH + timedelta(seconds=t)
+    samples = eta.add_sample(samples, now.timestamp(), percent)
+    estimate = eta.estimate(now, t, samples, stats)
+    if estimate is not None and estimate.soonest is not None:
+        delay = adaptive.steered_delay(delay, (estimate.soonest - now).total_seconds(), stats, policy, rng)
+    return delay, samples
 
 
 def run_api_core(d: float, rng: random.Random, initial: float = 1.0, multiplier: float = 1.5,
@@ -257,6 +298,7 @@ def run(quick: bool = False) -> dict:
             rows.append(row)
         results["workloads"].append({"name": wl, "rows": rows})
     results["seed_checks"] = seed_checks(n, default)
+    results["progress_steering"] = progress_steering(n, default)
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     return results
 
@@ -281,6 +323,40 @@ def seed_checks(n: int, policy: Policy) -> list[dict]:
                          "lag_p95_vs_api_core": row["lag_p95_s"] / base["lag_p95_s"],
                          "calls_vs_api_core": row["calls_per_op"] / base["calls_per_op"],
                          "verdict": "PASS" if _meets(row, base) else "MISS"})
+    return rows
+
+
+# Progress steering is checked on these (each draws its own training and test operations).
+STEERING_SEEDS = CHECK_SEEDS[:3]
+STEERED = "adaptation + progress"
+# (info) A misleading API: its progress stops here when the operation ends (the rest unreported).
+SHORT_PROGRESS = 0.6
+
+
+def progress_steering(n: int, policy: Policy, seeds: tuple[int, ...] = STEERING_SEEDS) -> list[dict]:
+    """Mixed kinds reporting progressPercent: adaptation alone, and steered by each operation's own
+    progress trend, against api-core, seed by seed (the same operations and progress curves for all)."""
+    rows = []
+    for seed in seeds:
+        train, ops = mixed_kinds(n, seed + 1), mixed_kinds(n, seed)
+        curves = {id(op): Reporting(op.duration_s, random.Random(f"{seed}/{i}")) for i, op in enumerate(ops)}
+        short = {id(op): Reporting(op.duration_s, random.Random(f"{seed}/{i}"), ends_at=SHORT_PROGRESS)
+                 for i, op in enumerate(ops)}
+        stats = learn(train, policy, seed + 7)
+        base = evaluate("api-core", ops, lambda op, rng: run_api_core(op.duration_s, rng), seed)
+        plain = evaluate("adaptation", ops,
+                         lambda op, rng: run_lrowatch(op.duration_s, policy, rng, stats.get(op.kind)), seed)
+        steered = evaluate(STEERED, ops,
+                           lambda op, rng: run_lrowatch(op.duration_s, policy, rng, stats.get(op.kind),
+                                                        progress=curves[id(op)].percent), seed)
+        misled = evaluate(f"(info) adaptation + progress that stops at {SHORT_PROGRESS:.0%}", ops,
+                          lambda op, rng: run_lrowatch(op.duration_s, policy, rng, stats.get(op.kind),
+                                                       progress=short[id(op)].percent), seed)
+        for row in (base, plain, steered, misled):
+            rows.append({"seed": seed, **row, "lag_p95_vs_api_core": row["lag_p95_s"] / base["lag_p95_s"],
+                         "calls_vs_api_core": row["calls_per_op"] / base["calls_per_op"],
+                         "calls_vs_adaptation": row["calls_per_op"] / plain["calls_per_op"],
+                         "verdict": "" if row in (base, misled) else "PASS" if _meets(row, base) else "MISS"})
     return rows
 
 

@@ -23,6 +23,12 @@ How the schedule uses it:
 - outside the stretches, the policy's geometric ramp, landing on the next
   stretch's start rather than jumping past it; past the last one, the spacing
   widens again. No gap ever exceeds policy.max_delay_s.
+- an operation that reports progress says more about itself than its kind
+  does: steered_delay skips the polls planned before the soonest end its trend
+  allows (functions.domain.eta) and polls densely from there. On P2's mixed
+  kinds reporting progress that takes 0.28x the GETs at the same lag; an API
+  whose progress understates how far it is gets its finishes seen up to
+  policy.max_delay_s late (docs/benchmarks.md, "Steered by progress").
 """
 from __future__ import annotations
 
@@ -290,6 +296,22 @@ def next_delay(stats: DurationStats | None, elapsed_s: float, polls_done: int, p
     else:
         # The ramp, landing on the next dense stretch's start rather than jumping past it.
         delay = max(min(ramp, ahead[0] - elapsed_s), dense, 1.0)
-    delay = min(max(delay, 1.0), policy.max_delay_s)
+    return _shortened(min(max(delay, 1.0), policy.max_delay_s), policy, rng)
+
+
+def steered_delay(planned_s: float, soonest_s: float, stats: DurationStats | None, policy: Policy,
+                  rng: random.Random | None = None) -> float:
+    """The planned delay steered by an operation's own progress trend, `soonest_s` being the time left
+    before which its end is very unlikely (eta.Remaining.soonest). The plan polls where the kind's
+    operations usually end; progress says where this one will. Polls planned before `soonest_s` find
+    nothing, so they are skipped, up to policy.max_delay_s; a sparse gap planned past it lands on it
+    instead, and from there polls are dense, as in a dense stretch."""
+    if soonest_s >= planned_s:
+        return max(planned_s, _shortened(min(soonest_s, policy.max_delay_s), policy, rng))
+    dense = dense_delay(stats, policy) if _known(stats) else min(DENSE_MAX_S, policy.max_delay_s)
+    return min(planned_s, max(soonest_s, dense, 1.0))
+
+
+def _shortened(delay: float, policy: Policy, rng: random.Random | None) -> float:
     # Jitter only shortens a delay, so a dense stretch keeps its promise and no landing overshoots.
     return max(delay - abs(_jittered(delay, policy.jitter, rng) - delay), 1.0)

@@ -49,6 +49,9 @@ PROGRESS_REACH = 5.0
 PROGRESS_SIGMA_FLOOR = 0.10
 PROGRESS_SIGMA_LEFT = 0.50
 MIN_REMAINING_S = 1.0
+# The soonest end worth polling for, with a progress trend: the estimate's lower spread carried
+# SOONEST_Z standard deviations below its median (0.13 % of a log-normal; adaptive.steered_delay).
+SOONEST_Z = 3.0
 
 BASIS_PROGRESS, BASIS_HISTORY, BASIS_BOTH = "progress", "history", "both"
 
@@ -66,6 +69,12 @@ class Remaining:
         """Standard deviation of log(remaining), as a log-normal with this interval would have."""
         return max(math.log(self.high / self.low) / (2 * Z80), 1e-3)
 
+    @property
+    def soonest(self) -> float:
+        """Seconds left before which an end is very unlikely: the lower spread carried to SOONEST_Z."""
+        below = math.log(self.median / self.low) / Z80 if self.low > 0 else self.sigma
+        return self.median * math.exp(-SOONEST_Z * below)
+
 
 @dataclass(frozen=True)
 class Estimate:
@@ -73,6 +82,8 @@ class Estimate:
     low: datetime
     high: datetime
     basis: str  # progress | history | both
+    # With a progress trend, the earliest end worth polling for (Remaining.soonest); not on the record.
+    soonest: datetime | None = None
 
     def fields(self) -> dict:
         return {"eta": self.eta, "eta_low": self.low, "eta_high": self.high, "eta_basis": self.basis}
@@ -238,7 +249,8 @@ def estimate(now: datetime, elapsed_s: float, samples: Sequence[Sequence[float]]
     def at(seconds: float) -> datetime:
         return now + timedelta(seconds=round(seconds, 3))
 
-    return Estimate(at(remaining.median), at(remaining.low), at(remaining.high), basis)
+    soonest = at(remaining.soonest) if progress else None
+    return Estimate(at(remaining.median), at(remaining.low), at(remaining.high), basis, soonest)
 
 
 def _around(median: float, sigma: float) -> Remaining:

@@ -72,6 +72,7 @@ def _after_answer(record: Record, operation: Mapping[str, Any], now: datetime, r
                   base: dict, rng, stats: DurationStats | None = None) -> Decision:
     seen = normalise(operation)
     state = advance(record.state, seen.state)
+    samples, estimate = _estimate(record, state, seen.progress_percent, now, stats)
     updated = within_limits(record.with_changes(
         **base,
         state=state,
@@ -89,29 +90,36 @@ def _after_answer(record: Record, operation: Mapping[str, Any], now: datetime, r
         consecutive_errors=0,
         permanent_errors=0,
         last_error=None,
-        next_poll_at=now + timedelta(seconds=_poll_delay(record, now, stats, rng)),
-        **_estimate(record, state, seen.progress_percent, now, stats),
+        next_poll_at=now + timedelta(seconds=_poll_delay(record, now, stats, rng, estimate)),
+        progress_samples=samples,
+        **(estimate.fields() if estimate else eta.NO_ESTIMATE),
     ))
     return _with_event(record, updated, now, rules)
 
 
 def _estimate(record: Record, state: State, progress: int | None, now: datetime,
-              stats: DurationStats | None) -> dict:
-    """The completion estimate of a running operation, and the progress samples it rests on."""
+              stats: DurationStats | None) -> tuple[list | None, eta.Estimate | None]:
+    """The progress samples of a running operation, and the completion estimate they and `stats` support."""
     if state is not State.RUNNING:
-        return {"progress_samples": None, **eta.NO_ESTIMATE}
+        return None, None
     samples = eta.add_sample(record.progress_samples, now.timestamp(), progress)
     elapsed = (now - record.submitted_at).total_seconds()
-    estimate = eta.estimate(now, elapsed, samples, stats)
-    return {"progress_samples": samples, **(estimate.fields() if estimate else eta.NO_ESTIMATE)}
+    return samples, eta.estimate(now, elapsed, samples, stats)
 
 
-def _poll_delay(record: Record, now: datetime, stats: DurationStats | None, rng) -> float:
-    """The polling schedule (never the retry schedule): the policy's ramp, or the adaptive one."""
+def _poll_delay(record: Record, now: datetime, stats: DurationStats | None, rng,
+                estimate: eta.Estimate | None = None) -> float:
+    """The polling schedule (never the retry schedule): the policy's ramp, or the adaptive one,
+    steered by the operation's own progress trend when it has one."""
+    policy = record.poll_policy
     if stats is None:
-        return record.poll_policy.poll_delay(record.polls + 1, rng)
-    elapsed = (now - record.submitted_at).total_seconds()
-    return adaptive.next_delay(stats, elapsed, record.polls + 1, record.poll_policy, rng)
+        delay = policy.poll_delay(record.polls + 1, rng)
+    else:
+        elapsed = (now - record.submitted_at).total_seconds()
+        delay = adaptive.next_delay(stats, elapsed, record.polls + 1, policy, rng)
+    if estimate is None or estimate.soonest is None:
+        return delay
+    return adaptive.steered_delay(delay, (estimate.soonest - now).total_seconds(), stats, policy, rng)
 
 
 def _after_failure(record: Record, failure: ApiFailure, now: datetime, rules: Rules,

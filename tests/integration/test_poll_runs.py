@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
 
 import pytest
@@ -97,6 +98,26 @@ def test_a_new_operation_of_a_known_kind_waits_for_its_expected_finish_before_it
     moved = store.get(record.id)
     assert 60 < (moved.next_poll_at - record.submitted_at).total_seconds() <= 120
     assert sim.stats()["gets"].get(op["name"]) is None
+
+
+def test_an_operation_whose_progress_puts_its_end_far_off_is_not_polled_until_near_it(env):
+    settings, store, leases, api, sim, poll = env
+    every_second = {"initial_delay_s": 0, "multiplier": 1, "max_delay_s": 60, "jitter": 0}
+    submit = SubmitService(settings, store, Publisher())
+    reporting = sim.create(kind="generic", running_s=100)  # Speech-style progressPercent, 1 % a second
+    silent = sim.create(kind="documentai", running_s=100)  # no progress to go on
+    records = [submit.submit({"url": op["url"], "policy": every_second})[0] for op in (reporting, silent)]
+    gaps = {}
+    for _ in range(30):  # polled every second until the trend has two samples that moved
+        poll().run(budget_s=1)
+        now = [store.get(r.id) for r in records]
+        if now[0].eta_basis == "progress":
+            gaps = {r.name: (r.next_poll_at - r.last_polled_at).total_seconds() for r in now}
+            break
+        time.sleep(0.5)
+    assert gaps, "no progress trend seen"
+    assert 5 < gaps[reporting["name"]] <= 60  # ~90 s left: the polls the plan had before it are skipped
+    assert gaps[silent["name"]] == 1
 
 
 def test_a_backlog_beyond_one_run_requests_one_shard_run_per_shard_over_pubsub(env):

@@ -161,3 +161,35 @@ def test_observed_duration_is_the_midpoint_between_the_last_running_and_the_done
 def test_stats_key_is_document_id_safe():
     key = adaptive.stats_key("documentai.googleapis.com", "type.googleapis.com/x.BatchProcessMetadata", "us")
     assert "/" not in key and key.count("~") == 2
+
+
+# ---------------------------------------------------------------- steered by progress
+
+def test_polls_planned_before_the_soonest_end_progress_allows_are_skipped_up_to_max_delay():
+    stats = stats_of(lognormal(200, 600.0))
+    assert adaptive.steered_delay(15.0, 60.0, stats, POLICY) == 60.0
+    assert adaptive.steered_delay(15.0, 5000.0, stats, POLICY) == POLICY.max_delay_s
+    # Never sooner than the plan when the end is further off than it.
+    assert adaptive.steered_delay(90.0, 100.0, stats, POLICY) == 100.0
+
+
+def test_a_gap_planned_past_the_soonest_end_lands_on_it_then_polls_go_dense():
+    stats = stats_of(lognormal(200, 600.0))
+    dense = adaptive.dense_delay(stats, POLICY)
+    assert adaptive.steered_delay(120.0, 40.0, stats, POLICY) == 40.0
+    assert adaptive.steered_delay(120.0, 2.0, stats, POLICY) == dense
+    assert adaptive.steered_delay(5.0, 2.0, stats, POLICY) == 5.0  # never later than the plan here
+
+
+def test_without_history_progress_steers_the_policy_ramp_with_the_dense_ceiling():
+    assert adaptive.steered_delay(60.0, 0.5, None, POLICY) == adaptive.DENSE_MAX_S
+    tight = Policy(initial_delay_s=1.0, multiplier=1.0, max_delay_s=10.0, jitter=0.0)
+    assert adaptive.steered_delay(1.0, 500.0, None, tight) == 10.0
+    assert adaptive.steered_delay(10.0, 0.5, None, tight) == 10.0
+
+
+def test_a_skip_is_jittered_shorter_never_longer():
+    stats, rng = stats_of(lognormal(200, 600.0)), random.Random(4)
+    jittered = Policy(max_delay_s=120.0, jitter=0.2)
+    delays = {adaptive.steered_delay(15.0, 500.0, stats, jittered, rng) for _ in range(50)}
+    assert len(delays) > 1 and all(15.0 <= d <= 120.0 for d in delays)

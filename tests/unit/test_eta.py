@@ -245,3 +245,21 @@ def test_a_heavier_weight_on_short_durations_reads_an_earlier_end():
     stats = stats_of(lognormal(2000, 600.0, sigma=0.8))
     medians = [eta.from_history(stats, 120.0, weight=w).median for w in (0.0, 0.5, 1.0, 2.0)]
     assert medians == sorted(medians, reverse=True) and len(set(medians)) == 4
+
+
+def test_the_soonest_end_lies_the_lower_spread_carried_three_deviations_below_the_median():
+    around = eta._around(600.0, 0.4)
+    assert around.soonest == pytest.approx(600.0 * math.exp(-eta.SOONEST_Z * 0.4), rel=1e-6)
+    assert around.soonest < around.low
+    lopsided = eta.Remaining(500.0, 600.0, 2000.0)  # only the lower side counts
+    assert lopsided.soonest == pytest.approx(600.0 * (500.0 / 600.0) ** (eta.SOONEST_Z / eta.Z80), rel=1e-6)
+
+
+def test_only_a_progress_trend_gives_a_soonest_end():
+    now = NOW + timedelta(seconds=200)
+    history = stats_of(lognormal(200, 900.0))
+    assert eta.estimate(now, 200, None, history).soonest is None
+    trend = samples((0, 10), (100, 20), (200, 30))
+    for stats in (None, history):
+        estimate = eta.estimate(now, 200, trend, stats)
+        assert now < estimate.soonest < estimate.low

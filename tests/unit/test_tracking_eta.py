@@ -103,3 +103,25 @@ def test_the_record_round_trips_its_new_fields_through_firestore_form():
     record = record.with_changes(failed_items=[{"index": 0, "input": "gs://x", "status": {"code": 3, "message": ""}}],
                                  items={"total": len(statuses), "failed": 1})
     assert type(record).from_doc(record.to_doc()) == record
+
+
+def test_an_operation_whose_progress_puts_its_end_far_off_is_polled_less_often():
+    every_second = {"initial_delay_s": 1, "multiplier": 1, "max_delay_s": 60, "jitter": 0}
+    record = after_poll(make_record(policy=every_second), progressing(10), at(100)).record
+    assert record.next_poll_at == at(101)  # one sample: the plan
+    record = after_poll(record, progressing(11), at(110)).record
+    assert record.eta == at(1000)  # 1 % per 10 s: the end is far off, polls until near it find nothing
+    assert record.next_poll_at == at(170)  # skipped up to max_delay_s
+    plain = after_poll(make_record(policy=every_second), operation(done=False, metadata=docai_metadata()), at(100))
+    assert plain.record.next_poll_at == at(101)
+
+
+def test_near_the_end_its_progress_predicts_a_sparse_plan_polls_densely():
+    history_far_off = history(median_s=3600.0)  # the kind's plan polls sparsely this early
+    polled = make_record(state=State.RUNNING, polls=9)
+    plan = after_poll(polled, operation(done=False, metadata=docai_metadata()), at(110), stats=history_far_off)
+    assert (plan.record.next_poll_at - at(110)).total_seconds() > 60.0
+    record = after_poll(polled, progressing(80), at(100), stats=history_far_off).record
+    record = after_poll(record, progressing(90), at(110), stats=history_far_off).record
+    assert record.eta_basis == "progress"  # history has no duration this short
+    assert (record.next_poll_at - at(110)).total_seconds() <= 15.0
