@@ -57,7 +57,7 @@ def poll_times(op: Op, policy: Policy, stats: DurationStats | None, rng: random.
         times.append(t)
         delay = adaptive.next_delay(stats, t, calls, policy, rng)
         if progress is not None:
-            delay, samples = steered(delay, t, samples, progress.percent(t), stats, policy, rng)
+            delay, samples, _ = steered(delay, t, samples, progress.percent(t), stats, policy, rng)
         t += delay
     return times
 

@@ -34,7 +34,10 @@ class FirestoreDurations(SideCollection):
         batch = self.client.batch()
         for key, stats in counted.items():
             increments = {str(i): firestore.Increment(n) for i, n in stats.buckets.items()}
-            batch.set(self._doc(key), {"key": key, "count": firestore.Increment(stats.count),
-                                       "buckets": increments}, merge=True)
+            fields = {"key": key, "count": firestore.Increment(stats.count), "buckets": increments}
+            if stats.progress_ends:
+                fields |= {"progress_ends": firestore.Increment(stats.progress_ends),
+                           "progress_early": firestore.Increment(stats.progress_early)}
+            batch.set(self._doc(key), fields, merge=True)
         self.usage.write(len(counted))
         batch.commit()

@@ -26,9 +26,11 @@ How the schedule uses it:
 - an operation that reports progress says more about itself than its kind
   does: steered_delay skips the polls planned before the soonest end its trend
   allows (functions.domain.eta) and polls densely from there. On P2's mixed
-  kinds reporting progress that takes 0.28x the GETs at the same lag; an API
-  whose progress understates how far it is gets its finishes seen up to
-  policy.max_delay_s late (docs/benchmarks.md, "Steered by progress").
+  kinds reporting progress that takes 0.28x the GETs at the same lag. An API
+  whose progress understates how far it is would have its finishes seen up to
+  policy.max_delay_s late, so each kind counts its finishes that came before
+  the soonest end their trend allowed, and past PROGRESS_EARLY_SHARE of them
+  its progress no longer steers (docs/benchmarks.md, "Steered by progress").
 """
 from __future__ import annotations
 
@@ -57,6 +59,11 @@ DENSE_MAX_S = 15.0
 LAG_SHARE = 0.95
 SMOOTHING = 2  # buckets either side (half a doubling) when planning on the histogram
 TAIL_GROWTH = 0.25  # past the window, spacing grows by this fraction of the time past it
+# Steering by progress is trusted until more of a kind's finishes with a progress trend than the lag
+# promise leaves late came before the soonest end their trend allowed, past a gap wide enough to be
+# seen late (came_early; at least PROGRESS_EARLY_MIN of them, so that a few odd ones do not decide).
+PROGRESS_EARLY_SHARE = 1.0 - LAG_SHARE
+PROGRESS_EARLY_MIN = 5
 
 
 def stats_key(service: str, kind: str | None, location: str | None) -> str:
@@ -80,6 +87,9 @@ class DurationStats:
 
     count: int = 0
     buckets: dict[int, int] = field(default_factory=dict)
+    # Finishes of operations with a progress trend, and how many of them came before its soonest end.
+    progress_ends: int = 0
+    progress_early: int = 0
     _quantiles: dict = field(default_factory=dict, init=False, repr=False, compare=False)
     _plans: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -95,9 +105,16 @@ class DurationStats:
             self._halve()
         return self
 
+    def add_progress_end(self, early: bool) -> "DurationStats":
+        """Count a finish of an operation with a progress trend; `early`: before its soonest end."""
+        self.progress_ends += 1
+        self.progress_early += bool(early)
+        return self
+
     def merge(self, other: "DurationStats") -> "DurationStats":
         """A new summary holding both (commutative, associative)."""
-        merged = DurationStats(self.count + other.count, dict(self.buckets))
+        merged = DurationStats(self.count + other.count, dict(self.buckets), self.progress_ends + other.progress_ends,
+                               self.progress_early + other.progress_early)
         for index, n in other.buckets.items():
             merged.buckets[index] = merged.buckets.get(index, 0) + n
         while merged.count > MAX_COUNT:
@@ -140,7 +157,10 @@ class DurationStats:
         return [(_edge(i), _edge(i + 1), self.buckets[i]) for i in sorted(self.buckets)]
 
     def to_dict(self) -> dict:
-        return {"count": self.count, "buckets": {str(i): n for i, n in sorted(self.buckets.items())}}
+        raw = {"count": self.count, "buckets": {str(i): n for i, n in sorted(self.buckets.items())}}
+        if self.progress_ends:
+            raw |= {"progress_ends": self.progress_ends, "progress_early": self.progress_early}
+        return raw
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any] | None) -> "DurationStats":
@@ -153,9 +173,16 @@ class DurationStats:
                 index = int(key)
             except (TypeError, ValueError):
                 continue
-            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            if _counted(value) and value > 0:
                 buckets[index] = value
-        return cls(sum(buckets.values()), buckets)
+        ends, early = (raw.get(k) for k in ("progress_ends", "progress_early"))
+        ends = ends if _counted(ends) and ends > 0 else 0
+        early = min(early, ends) if _counted(early) and early > 0 else 0
+        return cls(sum(buckets.values()), buckets, ends, early)
+
+
+def _counted(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def share_above(lo: float, hi: float, duration_s: float) -> float:
@@ -306,10 +333,25 @@ def steered_delay(planned_s: float, soonest_s: float, stats: DurationStats | Non
     operations usually end; progress says where this one will. Polls planned before `soonest_s` find
     nothing, so they are skipped, up to policy.max_delay_s; a sparse gap planned past it lands on it
     instead, and from there polls are dense, as in a dense stretch."""
+    if not trusts_progress(stats):
+        return planned_s
     if soonest_s >= planned_s:
         return max(planned_s, _shortened(min(soonest_s, policy.max_delay_s), policy, rng))
     dense = dense_delay(stats, policy) if _known(stats) else min(DENSE_MAX_S, policy.max_delay_s)
     return min(planned_s, max(soonest_s, dense, 1.0))
+
+
+def came_early(due_s: float, soonest_s: float, gap_s: float) -> bool:
+    """Whether a finish seen by a poll due at `due_s`, `gap_s` after the one before, came before the
+    soonest end `soonest_s` the trend allowed at that one, with a gap wide enough to see it late."""
+    return due_s <= soonest_s and gap_s > DENSE_MAX_S
+
+
+def trusts_progress(stats: DurationStats | None) -> bool:
+    """Whether progress trends may steer polls of this kind (PROGRESS_EARLY_SHARE); with nothing learnt, yes."""
+    if stats is None or stats.progress_early < PROGRESS_EARLY_MIN:
+        return True
+    return stats.progress_early <= PROGRESS_EARLY_SHARE * stats.progress_ends
 
 
 def _shortened(delay: float, policy: Policy, rng: random.Random | None) -> float:

@@ -54,6 +54,7 @@ MIN_REMAINING_S = 1.0
 SOONEST_Z = 3.0
 
 BASIS_PROGRESS, BASIS_HISTORY, BASIS_BOTH = "progress", "history", "both"
+PROGRESS_BASES = (BASIS_PROGRESS, BASIS_BOTH)  # the estimates resting on a progress trend
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from functions.domain import adaptive
+from functions.domain import adaptive, eta
 from functions.domain.adaptive import DurationStats
 from functions.domain.names import location_of
 from functions.domain.record import Record
 from functions.domain.states import State
 
 ANY_KIND = "*"
+# The record's times are kept to the millisecond; a poll due at the soonest end lands within this of it.
+SOONEST_SLACK_S = 1.0
 # Finishes that say how long the work took (not EXPIRED/TIMED_OUT: those are lrowatch's view).
 _LEARNT = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
 
@@ -45,6 +47,22 @@ def finished_duration(before: Record, after: Record, now: datetime) -> float | N
         return None  # a cancel we asked for says nothing about how long the work takes
     last_running = before.last_polled_at.timestamp() if before.seen and before.last_polled_at else None
     return adaptive.observed_duration(before.submitted_at.timestamp(), last_running, now.timestamp())
+
+
+def progress_end(before: Record, after: Record, now: datetime) -> bool | None:
+    """For a finish this poll saw, of an operation whose last poll had a progress trend: whether the poll
+    that saw it was due no later than the soonest end that trend allowed (so it ended before it), after
+    a gap wide enough to have seen it late (adaptive.came_early, trusts_progress). None for other finishes."""
+    if finished_duration(before, after, now) is None or before.eta_basis not in eta.PROGRESS_BASES:
+        return None
+    if before.last_polled_at is None or None in (before.eta_low, before.eta, before.eta_high):
+        return None
+    left = [(when - before.last_polled_at).total_seconds() for when in (before.eta_low, before.eta, before.eta_high)]
+    if min(left) <= 0:
+        return None
+    soonest = before.last_polled_at + timedelta(seconds=eta.Remaining(*left).soonest + SOONEST_SLACK_S)
+    gap = (before.next_poll_at - before.last_polled_at).total_seconds()
+    return adaptive.came_early(before.next_poll_at.timestamp(), soonest.timestamp(), gap)
 
 
 def first_poll_at(record: Record, stats: DurationStats | None) -> datetime | None:

@@ -82,9 +82,12 @@ class LearntSchedule:
         duration = learning.finished_duration(before, after, now)
         if duration is None:
             return
+        early = learning.progress_end(before, after, now)
         with self._lock:
             for key in filter(None, (learning.kind_key(after), learning.any_kind_key(after))):
-                self._learnt.setdefault(key, DurationStats()).add(duration)
+                stats = self._learnt.setdefault(key, DurationStats()).add(duration)
+                if early is not None:
+                    stats.add_progress_end(early)
 
     def save(self) -> None:
         with self._lock:

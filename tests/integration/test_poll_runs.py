@@ -120,6 +120,19 @@ def test_an_operation_whose_progress_puts_its_end_far_off_is_not_polled_until_ne
     assert gaps[silent["name"]] == 1
 
 
+def test_finishes_that_came_before_their_progress_trend_allowed_are_counted_by_concurrent_runs(env):
+    settings, store, *_ = env
+    durations = FirestoreDurations(store, settings.durations_collection)
+    key = "speech.googleapis.com~LongRunningRecognizeMetadata~global"
+    first = DurationStats().add(100, 3).add_progress_end(True).add_progress_end(False).add_progress_end(False)
+    second = DurationStats().add(200).add_progress_end(True)
+    durations.add({key: first})
+    durations.add({key: second})
+    read = durations.read([key])[key]
+    assert (read.count, read.progress_ends, read.progress_early) == (4, 4, 2)
+    assert read == first.merge(second)
+
+
 def test_a_backlog_beyond_one_run_requests_one_shard_run_per_shard_over_pubsub(env):
     settings, store, leases, api, sim, poll = env
     settings = replace(settings, shards=4)

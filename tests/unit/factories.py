@@ -14,7 +14,7 @@ from functions.domain.names import build_ref
 from functions.domain.policy import Policy
 from functions.domain.record import Record
 from functions.domain.states import State
-from functions.domain.tracking import ApiFailure
+from functions.domain.tracking import ApiFailure, after_poll
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -138,3 +138,13 @@ def lognormal(n: int, median: float, sigma: float = 0.3, seed: int = 1) -> list[
     """n reproducible log-normal durations around median."""
     rng = random.Random(seed)
     return [median * math.exp(rng.gauss(0, sigma)) for _ in range(n)]
+
+
+def steered_record(progress_then: int, progress_now: int, gap_s: float = 10.0):
+    """A record after two polls `gap_s` apart that saw progress move, as the poller leaves it."""
+    def seen(percent):
+        return operation(done=False, metadata=docai_metadata("RUNNING", progressPercent=percent))
+
+    policy = {"initial_delay_s": 1, "multiplier": 1, "max_delay_s": 3600, "jitter": 0}
+    record = after_poll(make_record(policy=policy), seen(progress_then), NOW + timedelta(seconds=100)).record
+    return after_poll(record, seen(progress_now), NOW + timedelta(seconds=100 + gap_s)).record

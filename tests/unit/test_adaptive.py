@@ -193,3 +193,37 @@ def test_a_skip_is_jittered_shorter_never_longer():
     jittered = Policy(max_delay_s=120.0, jitter=0.2)
     delays = {adaptive.steered_delay(15.0, 500.0, stats, jittered, rng) for _ in range(50)}
     assert len(delays) > 1 and all(15.0 <= d <= 120.0 for d in delays)
+
+
+def test_a_kind_whose_finishes_keep_coming_before_the_soonest_end_is_no_longer_steered():
+    stats = stats_of(lognormal(200, 600.0))
+    for early in [True] * 5 + [False] * 95:
+        stats.add_progress_end(early)
+    assert adaptive.trusts_progress(stats)  # 5 of 100: the share the lag promise leaves late
+    assert adaptive.steered_delay(15.0, 500.0, stats, POLICY) == POLICY.max_delay_s
+    stats.add_progress_end(True)
+    assert not adaptive.trusts_progress(stats)
+    assert adaptive.steered_delay(15.0, 500.0, stats, POLICY) == 15.0
+    assert adaptive.steered_delay(120.0, 2.0, stats, POLICY) == 120.0
+    few = DurationStats()
+    for _ in range(adaptive.PROGRESS_EARLY_MIN - 1):
+        few.add_progress_end(True)
+    assert adaptive.trusts_progress(few) and adaptive.trusts_progress(None)
+
+
+def test_a_finish_came_early_when_its_poll_was_due_by_the_soonest_end_after_a_gap_it_could_be_late_in():
+    assert adaptive.came_early(due_s=200.0, soonest_s=200.0, gap_s=60.0)
+    assert not adaptive.came_early(due_s=201.0, soonest_s=200.0, gap_s=60.0)  # due after it: ended after it
+    assert not adaptive.came_early(due_s=150.0, soonest_s=200.0, gap_s=adaptive.DENSE_MAX_S)  # seen in time
+
+
+def test_progress_finishes_round_trip_merge_and_survive_malformed_documents():
+    stats = stats_of([100.0] * 10).add_progress_end(True).add_progress_end(False)
+    raw = json.loads(json.dumps(stats.to_dict()))
+    assert DurationStats.from_dict(raw) == stats
+    merged = stats.merge(stats)
+    assert (merged.progress_ends, merged.progress_early) == (4, 2)
+    assert "progress_ends" not in stats_of([100.0]).to_dict()
+    for ends, early, kept in ((3, 9, (3, 3)), (-1, 0, (0, 0)), (True, 1, (0, 0)), ("4", 2, (0, 0)), (5, 2.5, (5, 0))):
+        parsed = DurationStats.from_dict({"count": 1, "buckets": {"4": 1}, "progress_ends": ends, "progress_early": early})
+        assert (parsed.progress_ends, parsed.progress_early) == kept

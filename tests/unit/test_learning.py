@@ -7,7 +7,7 @@ from functions.domain import learning
 from functions.domain.adaptive import DurationStats
 from functions.domain.policy import Policy
 from functions.domain.states import State
-from tests.unit.factories import DOCAI_BATCH_METADATA, NOW, make_record
+from tests.unit.factories import DOCAI_BATCH_METADATA, NOW, make_record, steered_record
 
 
 def _stats(duration_s: float, n: int = 50) -> DurationStats:
@@ -66,3 +66,25 @@ def test_without_enough_data_or_after_a_first_poll_the_schedule_is_left_alone():
     assert learning.first_poll_at(record, None) is None
     assert learning.first_poll_at(record, _stats(120, n=3)) is None
     assert learning.first_poll_at(record.with_changes(polls=1, seen=True), _stats(120)) is None
+
+
+def test_a_finish_seen_by_a_poll_due_no_later_than_the_soonest_end_its_trend_allowed_came_early():
+    before = steered_record(10, 11)  # 1 % per 10 s: the next poll skipped ahead to the soonest end
+    assert before.next_poll_at > before.last_polled_at + timedelta(seconds=60)
+    done = before.with_changes(state=State.SUCCEEDED)
+    assert learning.progress_end(before, done, before.next_poll_at) is True
+
+
+def test_a_finish_after_the_soonest_end_did_not_come_early():
+    before = steered_record(80, 90)
+    soon = before.with_changes(next_poll_at=before.eta)  # due at the estimate itself: past the soonest end
+    assert learning.progress_end(soon, soon.with_changes(state=State.SUCCEEDED), before.eta) is False
+
+
+def test_finishes_without_a_progress_trend_or_that_we_cancelled_say_nothing_about_progress():
+    before = steered_record(10, 11)
+    assert learning.progress_end(before.with_changes(eta_basis="history"),
+                                 before.with_changes(state=State.SUCCEEDED), before.next_poll_at) is None
+    assert learning.progress_end(before.with_changes(cancel={"state": "sent"}),
+                                 before.with_changes(state=State.CANCELLED), before.next_poll_at) is None
+    assert learning.progress_end(before, before.with_changes(state=State.TIMED_OUT), before.next_poll_at) is None
