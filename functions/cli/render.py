@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
 from datetime import datetime, timezone
@@ -215,14 +216,40 @@ def items_inputs(items: list[dict], out: TextIO | None = None) -> int:
     return missing
 
 
+# A spreadsheet reads a cell that starts with one of these as a formula (=HYPERLINK(…),
+# @SUM(…), +cmd…): OWASP's CSV-injection list, with NUL from ASVS 1.2.10.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\0")
+
+
 def items_csv(items: list[dict], out: TextIO | None = None) -> None:
-    writer = csv.writer(out or sys.stdout, lineterminator="\n")
-    writer.writerow(ITEM_COLUMNS)
+    """The failed items as CSV; a text cell a spreadsheet would run as a formula gets a leading '."""
+    out = out or sys.stdout
+    out.write(_csv_line(ITEM_COLUMNS))
     for item in items:
         status = item.get("status") or {}
         review = item.get("human_review_status") or {}
-        writer.writerow([item.get("index"), item.get("input") or "", status.get("code"), status.get("message") or "",
-                         review.get("state") or ""])
+        row = [item.get("index"), item.get("input"), status.get("code"), status.get("message"), review.get("state")]
+        out.write(_csv_line([spreadsheet_safe(cell) for cell in row]))
+
+
+def _csv_line(row: Iterable) -> str:
+    """One CSV row ending in "\n". The writer quotes only cells holding a character of its line
+    terminator: with "\r\n" a lone CR inside a message is quoted too, where a spreadsheet would
+    otherwise start a new row (and a new first cell) at it."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerow(row)
+    return buffer.getvalue()[:-2] + "\n"
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A CSV cell that a spreadsheet shows as text. Numbers stay numbers (-3 is no formula);
+    text starting with a formula trigger gets the single quote spreadsheets read as "text"."""
+    if value is None:
+        return ""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = str(value)
+    return f"'{text}" if text.startswith(FORMULA_TRIGGERS) else text
 
 
 def _error(error: dict | None) -> str | None:

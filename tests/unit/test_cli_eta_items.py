@@ -1,6 +1,7 @@
 """The CLI's ETA text and failed-item output (pure: a fake client, no I/O)."""
 from __future__ import annotations
 
+import csv
 import io
 import json
 from datetime import datetime, timedelta, timezone
@@ -105,6 +106,28 @@ def test_items_csv_has_a_header_and_quotes_messages(capsys):
     assert lines[0] == "index,input,code,message,human_review_state"
     assert lines[1] == '0,gs://in/doc-0.pdf,3,"bad, ""really""",'
     assert len(lines) == 6
+
+
+@pytest.mark.parametrize("text", ["=1+2", "@SUM(A1)", "+cmd|' /C calc'!A0", "-x", "\tx", "\rx", "\0x",
+                                  '=HYPERLINK("https://evil.example","open")'])
+def test_items_csv_keeps_a_spreadsheet_from_running_a_cell_as_a_formula(text, capsys):
+    hostile = [{"index": 0, "input": text, "status": {"code": 3, "message": text}}]
+    code, out, _ = run(["items", OP_ID, "--csv"], FakeClient(hostile), capsys)
+    header, row = csv.reader(io.StringIO(out, newline=""))
+    assert row[1] == row[3] == f"'{text}"
+
+
+def test_items_csv_quotes_a_carriage_return_so_it_cannot_start_a_row_of_its_own(capsys):
+    hostile = [{"index": 0, "input": "gs://in/a.pdf", "status": {"code": 3, "message": "bad\r=1+2"}}]
+    code, out, _ = run(["items", OP_ID, "--csv"], FakeClient(hostile), capsys)
+    rows = list(csv.reader(io.StringIO(out, newline="")))
+    assert len(rows) == 2 and rows[1][3] == "bad\r=1+2"
+
+
+def test_items_csv_keeps_inputs_and_numbers_as_they_are():
+    out = io.StringIO()
+    render.items_csv([{"index": 7, "input": "gs://in/a=b+c-d@e.pdf", "status": {"code": -3, "message": "x = 1"}}], out)
+    assert out.getvalue().splitlines()[1] == "7,gs://in/a=b+c-d@e.pdf,-3,x = 1,"
 
 
 def test_items_json_holds_the_items_and_the_true_count(capsys):
