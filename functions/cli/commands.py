@@ -114,10 +114,9 @@ def items(args: argparse.Namespace, client: Client) -> int:
     elif args.csv:
         render.items_csv(failed)
     else:
-        missing = render.items_inputs(failed)
-        if missing:
-            print(f"{missing} failed item(s) name no input (Vision import: their CSV line is the index); "
-                  "--csv shows them", file=sys.stderr)
+        render.items_inputs(failed)
+        for note in render.items_notes(failed):
+            print(note, file=sys.stderr)
     if total > len(failed):
         print(f"{total} items failed; lrowatch keeps the first {len(failed)}", file=sys.stderr)
     elif not failed:

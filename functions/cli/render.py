@@ -4,11 +4,29 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sys
 from datetime import datetime, timezone
 from typing import Any, Iterable, TextIO
 
 SERVICE_SUFFIX = ".googleapis.com"
+
+# Characters a terminal acts on rather than shows: C0 and C1 controls (escape sequences,
+# bell, carriage return, backspace), line and paragraph separators, and the bidi controls
+# that reorder what follows them. API-supplied text (object names, messages) may hold any.
+_UNSEEN = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_SHORT_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def visible(text: str) -> str:
+    """`text` with every character a terminal would act on written out (\\x1b, \\u202e, \\n),
+    so people's output shows what an API sent and cannot recolour, hide or reorder it."""
+    return _UNSEEN.sub(_escape, text)
+
+
+def _escape(match: re.Match) -> str:
+    char = match.group()
+    return _SHORT_ESCAPES.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
 
 
 def as_json(value: Any, out: TextIO | None = None) -> None:
@@ -80,7 +98,7 @@ def event_line(event: dict) -> str:
     head = f"{time}  {operation.get('id', '')[:12]}  #{event.get('sequence', '-')}"
     if event.get("type") == "lro.cancel_outcome":
         api = event.get("api_status") or {}
-        return f"{head}  cancel {event.get('outcome')}" + (f" (API answered {api.get('code')})" if api else "")
+        return visible(f"{head}  cancel {event.get('outcome')}" + (f" (API answered {api.get('code')})" if api else ""))
     change = f"{event.get('previous_state') or '?'} → {event.get('state')}"
     extra = [f"provider {event['provider_state']}"] if event.get("provider_state") else []
     if event.get("progress_percent") is not None:
@@ -91,7 +109,7 @@ def event_line(event: dict) -> str:
         extra.append(_items(event["items"]))
     if event.get("error"):
         extra.append(_error(event["error"]))
-    return f"{head}  {change}" + (f"  ({'; '.join(extra)})" if extra else "")
+    return visible(f"{head}  {change}" + (f"  ({'; '.join(extra)})" if extra else ""))
 
 
 def wait_line(records: list[dict], elapsed_s: float) -> str:
@@ -106,13 +124,13 @@ def wait_line(records: list[dict], elapsed_s: float) -> str:
             parts.append(eta(op))
         if (op.get("items") or {}).get("failed"):
             parts.append(f"{op['items']['failed']} failed")
-        return "  ".join(parts + [clock, f"{op.get('polls') or 0} polls"])
+        return visible("  ".join(parts + [clock, f"{op.get('polls') or 0} polls"]))
     states: dict[str, int] = {}
     for op in records:
         states[str(op.get("state"))] = states.get(str(op.get("state")), 0) + 1
     done = sum(1 for op in records if op.get("done"))
     counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
-    return f"{done}/{len(records)} done ({counts})  {clock}"
+    return visible(f"{done}/{len(records)} done ({counts})  {clock}")
 
 
 class LiveLine:
@@ -205,15 +223,25 @@ def _time(text: str | None) -> datetime | None:
 ITEM_COLUMNS = ("index", "input", "code", "message", "human_review_state")
 
 
-def items_inputs(items: list[dict], out: TextIO | None = None) -> int:
-    """One input per line, ready to resubmit; returns how many items had none to print."""
-    missing = 0
+def items_inputs(items: list[dict], out: TextIO | None = None) -> None:
+    """One input per line, ready to resubmit (control characters escaped: see items_notes)."""
     for item in items:
         if item.get("input"):
-            print(item["input"], file=out or sys.stdout)
-        else:
-            missing += 1
-    return missing
+            print(visible(item["input"]), file=out or sys.stdout)
+
+
+def items_notes(items: list[dict]) -> list[str]:
+    """What a person should know about items_inputs' lines (for stderr, so stdout stays inputs)."""
+    notes = []
+    escaped = sum(1 for item in items if item.get("input") and visible(item["input"]) != item["input"])
+    if escaped:
+        notes.append(f"{escaped} input(s) hold control characters, shown escaped (\\x1b, \\u202e); "
+                     "--json has them exact")
+    missing = sum(1 for item in items if not item.get("input"))
+    if missing:
+        notes.append(f"{missing} failed item(s) name no input (Vision import: their CSV line is the index); "
+                     "--csv shows them")
+    return notes
 
 
 # A spreadsheet reads a cell that starts with one of these as a formula (=HYPERLINK(…),
@@ -279,5 +307,5 @@ def _cell(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, (dict, list)):
-        return json.dumps(value, separators=(",", ":"))
-    return str(value)
+        return json.dumps(value, separators=(",", ":"))  # escapes every control character itself
+    return visible(str(value))

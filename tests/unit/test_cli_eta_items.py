@@ -143,6 +143,18 @@ def test_items_without_an_input_are_counted_on_stderr(capsys):
     assert out == "" and "1 failed item(s) name no input" in err
 
 
+def test_items_show_an_inputs_control_characters_escaped_and_say_json_has_them_exact(capsys):
+    names = [{"index": 0, "input": "gs://in/\x1b]8;;https://evil.example\x07doc.pdf", "status": {"code": 3}},
+             {"index": 1, "input": "gs://in/\u202efdp.exe", "status": {"code": 3}},
+             {"index": 2, "input": "gs://in/plain.pdf", "status": {"code": 3}}]
+    code, out, err = run(["items", OP_ID, "--failed"], FakeClient(names), capsys)
+    assert out.splitlines() == ["gs://in/\\x1b]8;;https://evil.example\\x07doc.pdf", "gs://in/\\u202efdp.exe",
+                                "gs://in/plain.pdf"]
+    assert "2 input(s) hold control characters, shown escaped" in err and "--json has them exact" in err
+    code, out, _ = run(["items", OP_ID, "--json"], FakeClient(names), capsys)
+    assert json.loads(out)["items"] == names
+
+
 def test_no_failed_items_says_so(capsys):
     code, out, err = run(["items", OP_ID], FakeClient([]), capsys)
     assert code == 0 and out == "" and "no failed items" in err
