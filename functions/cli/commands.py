@@ -167,6 +167,9 @@ def wait_(args: argparse.Namespace, client: Client) -> int:
         render.as_json({"operations": records})
     else:
         render.table([render.operation_row(op) for op in records], render.LIST_COLUMNS)
+    # On stderr in both modes: stdout keeps its documented shape, and a CI log still shows it.
+    for note in filter(None, (render.failed_items_note(op, _target_flag(args)) for op in records)):
+        print(note, file=sys.stderr)
     code = exit_code(records)
     if code == WaitTimeout.exit_code:
         print(f"error: --timeout {args.timeout:g} s passed before every operation finished", file=sys.stderr)

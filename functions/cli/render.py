@@ -133,6 +133,16 @@ def wait_line(records: list[dict], elapsed_s: float) -> str:
     return visible(f"{done}/{len(records)} done ({counts})  {clock}")
 
 
+def failed_items_note(op: dict, target_flag: str = "") -> str | None:
+    """`7 of 40 items failed: lrowatch items ID --failed`, for the end of a wait (on stderr): a
+    batch can succeed with failed items, and its exit code and table do not say so."""
+    items = op.get("items") or {}
+    if not items.get("failed"):
+        return None
+    command = f"lrowatch items {op.get('id')} --failed{target_flag}"
+    return visible(f"{items['failed']} of {items.get('total', '?')} items failed: {command}")
+
+
 class LiveLine:
     """One line on a terminal, rewritten in place; nothing at all when not a terminal
     (logs and pipes get only the final output)."""
