@@ -98,7 +98,7 @@ def list_(args: argparse.Namespace, client: Client) -> int:
 
 
 def items(args: argparse.Namespace, client: Client) -> int:
-    """The failed items, every page: inputs one per line (ready to resubmit), --csv or --json."""
+    """The failed items, every page: one a line (its input, ready to resubmit), --csv or --json."""
     operation_id = refs.operation_id(args.operation, args.service)
     params = {"state": "failed", "page_size": str(ITEMS_PAGE_SIZE)}
     failed, total = [], 0
@@ -114,7 +114,7 @@ def items(args: argparse.Namespace, client: Client) -> int:
     elif args.csv:
         render.items_csv(failed)
     else:
-        render.items_inputs(failed)
+        render.items_plain(failed)
         for note in render.items_notes(failed):
             print(note, file=sys.stderr)
     if total > len(failed):

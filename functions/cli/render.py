@@ -233,15 +233,32 @@ def _time(text: str | None) -> datetime | None:
 ITEM_COLUMNS = ("index", "input", "code", "message", "human_review_state")
 
 
-def items_inputs(items: list[dict], out: TextIO | None = None) -> None:
-    """One input per line, ready to resubmit (control characters escaped: see items_notes)."""
+# google.rpc.Code, for the item statuses that carry only the number.
+RPC_CODE_NAMES = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+                  "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
+                  "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED")
+
+
+def items_plain(items: list[dict], out: TextIO | None = None) -> None:
     for item in items:
-        if item.get("input"):
-            print(visible(item["input"]), file=out or sys.stdout)
+        print(failed_item_line(item), file=out or sys.stdout)
+
+
+def failed_item_line(item: dict) -> str:
+    """One failed item as `items` prints it: its input, ready to resubmit; or, for an item that
+    names none (a Vision product-set import reports each line of its CSV, inputs of successes
+    only), `csv line 5: 5 NOT_FOUND: …`, counted from 1 as editors and `sed -n 5p` count."""
+    if item.get("input"):
+        return visible(item["input"])
+    index, status = item.get("index"), item.get("status") or {}
+    code = status.get("code")
+    name = RPC_CODE_NAMES[code] if isinstance(code, int) and 0 <= code < len(RPC_CODE_NAMES) else None
+    line = index + 1 if isinstance(index, int) else "?"
+    return visible(f"csv line {line}: {_error({'code': code, 'status': name, 'message': status.get('message')})}")
 
 
 def items_notes(items: list[dict]) -> list[str]:
-    """What a person should know about items_inputs' lines (for stderr, so stdout stays inputs)."""
+    """What a person should know about items_plain's lines (for stderr: stdout stays one item a line)."""
     notes = []
     escaped = sum(1 for item in items if item.get("input") and visible(item["input"]) != item["input"])
     if escaped:
@@ -249,8 +266,8 @@ def items_notes(items: list[dict]) -> list[str]:
                      "--json has them exact")
     missing = sum(1 for item in items if not item.get("input"))
     if missing:
-        notes.append(f"{missing} failed item(s) name no input (Vision import: their CSV line is the index); "
-                     "--csv shows them")
+        notes.append(f"{missing} failed item(s) name no input (a Vision import reports lines of its CSV): "
+                     "shown as 'csv line N', counted from 1; the index in --csv and --json is N-1")
     return notes
 
 

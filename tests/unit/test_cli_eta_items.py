@@ -137,10 +137,23 @@ def test_items_json_holds_the_items_and_the_true_count(capsys):
     assert "1500 items failed; lrowatch keeps the first 5" in err
 
 
-def test_items_without_an_input_are_counted_on_stderr(capsys):
-    vision = [{"index": 4, "input": None, "status": {"code": 5, "message": "not found"}}]
-    code, out, err = run(["items", OP_ID], FakeClient(vision), capsys)
-    assert out == "" and "1 failed item(s) name no input" in err
+def test_a_vision_import_item_without_an_input_shows_its_csv_line_and_why(capsys):
+    vision = [{"index": 0, "input": None, "status": {"code": 3, "message": "bad bounding poly"}},
+              {"index": 4, "input": None, "status": {"code": 5, "message": "gs://b/x.jpg\x1b[8m not found"}},
+              {"index": 9, "input": None, "status": {"code": 99, "message": ""}}]
+    code, out, err = run(["items", OP_ID, "--failed"], FakeClient(vision), capsys)
+    assert code == 0 and out.splitlines() == ["csv line 1: 3 INVALID_ARGUMENT: bad bounding poly",
+                                              "csv line 5: 5 NOT_FOUND: gs://b/x.jpg\\x1b[8m not found",
+                                              "csv line 10: 99"]
+    assert "3 failed item(s) name no input" in err and "counted from 1; the index in --csv and --json is N-1" in err
+
+
+def test_items_keep_the_apis_order_when_only_some_name_an_input(capsys):
+    mixed = [{"index": 0, "input": "gs://in/a.jpg", "status": {"code": 3, "message": "x"}},
+             {"index": 1, "input": None, "status": {"code": 13, "message": "internal"}}]
+    code, out, err = run(["items", OP_ID], FakeClient(mixed), capsys)
+    assert out.splitlines() == ["gs://in/a.jpg", "csv line 2: 13 INTERNAL: internal"]
+    assert err.count("\n") == 1  # one note: the item without an input
 
 
 def test_items_show_an_inputs_control_characters_escaped_and_say_json_has_them_exact(capsys):
