@@ -98,7 +98,7 @@ def list_(args: argparse.Namespace, client: Client) -> int:
 
 
 def items(args: argparse.Namespace, client: Client) -> int:
-    """The failed items, every page: inputs one per line (ready to resubmit), --csv or --json."""
+    """The failed items, every page: one a line (its input, ready to resubmit), --csv or --json."""
     operation_id = refs.operation_id(args.operation, args.service)
     params = {"state": "failed", "page_size": str(ITEMS_PAGE_SIZE)}
     failed, total = [], 0
@@ -114,10 +114,9 @@ def items(args: argparse.Namespace, client: Client) -> int:
     elif args.csv:
         render.items_csv(failed)
     else:
-        missing = render.items_inputs(failed)
-        if missing:
-            print(f"{missing} failed item(s) name no input (Vision import: their CSV line is the index); "
-                  "--csv shows them", file=sys.stderr)
+        render.items_plain(failed)
+        for note in render.items_notes(failed):
+            print(note, file=sys.stderr)
     if total > len(failed):
         print(f"{total} items failed; lrowatch keeps the first {len(failed)}", file=sys.stderr)
     elif not failed:
@@ -168,6 +167,9 @@ def wait_(args: argparse.Namespace, client: Client) -> int:
         render.as_json({"operations": records})
     else:
         render.table([render.operation_row(op) for op in records], render.LIST_COLUMNS)
+    # On stderr in both modes: stdout keeps its documented shape, and a CI log still shows it.
+    for note in filter(None, (render.failed_items_note(op, _target_flag(args)) for op in records)):
+        print(note, file=sys.stderr)
     code = exit_code(records)
     if code == WaitTimeout.exit_code:
         print(f"error: --timeout {args.timeout:g} s passed before every operation finished", file=sys.stderr)

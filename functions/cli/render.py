@@ -2,12 +2,31 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+import re
 import sys
 from datetime import datetime, timezone
 from typing import Any, Iterable, TextIO
 
 SERVICE_SUFFIX = ".googleapis.com"
+
+# Characters a terminal acts on rather than shows: C0 and C1 controls (escape sequences,
+# bell, carriage return, backspace), line and paragraph separators, and the bidi controls
+# that reorder what follows them. API-supplied text (object names, messages) may hold any.
+_UNSEEN = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_SHORT_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def visible(text: str) -> str:
+    """`text` with every character a terminal would act on written out (\\x1b, \\u202e, \\n),
+    so people's output shows what an API sent and cannot recolour, hide or reorder it."""
+    return _UNSEEN.sub(_escape, text)
+
+
+def _escape(match: re.Match) -> str:
+    char = match.group()
+    return _SHORT_ESCAPES.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
 
 
 def as_json(value: Any, out: TextIO | None = None) -> None:
@@ -79,7 +98,7 @@ def event_line(event: dict) -> str:
     head = f"{time}  {operation.get('id', '')[:12]}  #{event.get('sequence', '-')}"
     if event.get("type") == "lro.cancel_outcome":
         api = event.get("api_status") or {}
-        return f"{head}  cancel {event.get('outcome')}" + (f" (API answered {api.get('code')})" if api else "")
+        return visible(f"{head}  cancel {event.get('outcome')}" + (f" (API answered {api.get('code')})" if api else ""))
     change = f"{event.get('previous_state') or '?'} → {event.get('state')}"
     extra = [f"provider {event['provider_state']}"] if event.get("provider_state") else []
     if event.get("progress_percent") is not None:
@@ -90,7 +109,7 @@ def event_line(event: dict) -> str:
         extra.append(_items(event["items"]))
     if event.get("error"):
         extra.append(_error(event["error"]))
-    return f"{head}  {change}" + (f"  ({'; '.join(extra)})" if extra else "")
+    return visible(f"{head}  {change}" + (f"  ({'; '.join(extra)})" if extra else ""))
 
 
 def wait_line(records: list[dict], elapsed_s: float) -> str:
@@ -105,13 +124,23 @@ def wait_line(records: list[dict], elapsed_s: float) -> str:
             parts.append(eta(op))
         if (op.get("items") or {}).get("failed"):
             parts.append(f"{op['items']['failed']} failed")
-        return "  ".join(parts + [clock, f"{op.get('polls') or 0} polls"])
+        return visible("  ".join(parts + [clock, f"{op.get('polls') or 0} polls"]))
     states: dict[str, int] = {}
     for op in records:
         states[str(op.get("state"))] = states.get(str(op.get("state")), 0) + 1
     done = sum(1 for op in records if op.get("done"))
     counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
-    return f"{done}/{len(records)} done ({counts})  {clock}"
+    return visible(f"{done}/{len(records)} done ({counts})  {clock}")
+
+
+def failed_items_note(op: dict, target_flag: str = "") -> str | None:
+    """`7 of 40 items failed: lrowatch items ID --failed`, for the end of a wait (on stderr): a
+    batch can succeed with failed items, and its exit code and table do not say so."""
+    items = op.get("items") or {}
+    if not items.get("failed"):
+        return None
+    command = f"lrowatch items {op.get('id')} --failed{target_flag}"
+    return visible(f"{items['failed']} of {items.get('total', '?')} items failed: {command}")
 
 
 class LiveLine:
@@ -204,25 +233,78 @@ def _time(text: str | None) -> datetime | None:
 ITEM_COLUMNS = ("index", "input", "code", "message", "human_review_state")
 
 
-def items_inputs(items: list[dict], out: TextIO | None = None) -> int:
-    """One input per line, ready to resubmit; returns how many items had none to print."""
-    missing = 0
+# google.rpc.Code, for the item statuses that carry only the number.
+RPC_CODE_NAMES = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+                  "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
+                  "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED")
+
+
+def items_plain(items: list[dict], out: TextIO | None = None) -> None:
     for item in items:
-        if item.get("input"):
-            print(item["input"], file=out or sys.stdout)
-        else:
-            missing += 1
-    return missing
+        print(failed_item_line(item), file=out or sys.stdout)
+
+
+def failed_item_line(item: dict) -> str:
+    """One failed item as `items` prints it: its input, ready to resubmit; or, for an item that
+    names none (a Vision product-set import reports each line of its CSV, inputs of successes
+    only), `csv line 5: 5 NOT_FOUND: …`, counted from 1 as editors and `sed -n 5p` count."""
+    if item.get("input"):
+        return visible(item["input"])
+    index, status = item.get("index"), item.get("status") or {}
+    code = status.get("code")
+    name = RPC_CODE_NAMES[code] if isinstance(code, int) and 0 <= code < len(RPC_CODE_NAMES) else None
+    line = index + 1 if isinstance(index, int) else "?"
+    return visible(f"csv line {line}: {_error({'code': code, 'status': name, 'message': status.get('message')})}")
+
+
+def items_notes(items: list[dict]) -> list[str]:
+    """What a person should know about items_plain's lines (for stderr: stdout stays one item a line)."""
+    notes = []
+    escaped = sum(1 for item in items if item.get("input") and visible(item["input"]) != item["input"])
+    if escaped:
+        notes.append(f"{escaped} input(s) hold control characters, shown escaped (\\x1b, \\u202e); "
+                     "--json has them exact")
+    missing = sum(1 for item in items if not item.get("input"))
+    if missing:
+        notes.append(f"{missing} failed item(s) name no input (a Vision import reports lines of its CSV): "
+                     "shown as 'csv line N', counted from 1; the index in --csv and --json is N-1")
+    return notes
+
+
+# A spreadsheet reads a cell that starts with one of these as a formula (=HYPERLINK(…),
+# @SUM(…), +cmd…): OWASP's CSV-injection list, with NUL from ASVS 1.2.10.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\0")
 
 
 def items_csv(items: list[dict], out: TextIO | None = None) -> None:
-    writer = csv.writer(out or sys.stdout, lineterminator="\n")
-    writer.writerow(ITEM_COLUMNS)
+    """The failed items as CSV; a text cell a spreadsheet would run as a formula gets a leading '."""
+    out = out or sys.stdout
+    out.write(_csv_line(ITEM_COLUMNS))
     for item in items:
         status = item.get("status") or {}
         review = item.get("human_review_status") or {}
-        writer.writerow([item.get("index"), item.get("input") or "", status.get("code"), status.get("message") or "",
-                         review.get("state") or ""])
+        row = [item.get("index"), item.get("input"), status.get("code"), status.get("message"), review.get("state")]
+        out.write(_csv_line([spreadsheet_safe(cell) for cell in row]))
+
+
+def _csv_line(row: Iterable) -> str:
+    """One CSV row ending in "\n". The writer quotes only cells holding a character of its line
+    terminator: with "\r\n" a lone CR inside a message is quoted too, where a spreadsheet would
+    otherwise start a new row (and a new first cell) at it."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerow(row)
+    return buffer.getvalue()[:-2] + "\n"
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A CSV cell that a spreadsheet shows as text. Numbers stay numbers (-3 is no formula);
+    text starting with a formula trigger gets the single quote spreadsheets read as "text"."""
+    if value is None:
+        return ""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = str(value)
+    return f"'{text}" if text.startswith(FORMULA_TRIGGERS) else text
 
 
 def _error(error: dict | None) -> str | None:
@@ -252,5 +334,5 @@ def _cell(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, (dict, list)):
-        return json.dumps(value, separators=(",", ":"))
-    return str(value)
+        return json.dumps(value, separators=(",", ":"))  # escapes every control character itself
+    return visible(str(value))

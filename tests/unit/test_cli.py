@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -137,6 +138,62 @@ def test_an_event_line_says_what_changed():
              "items": {"total": 3, "failed": 1}, "observed_at": "2024-05-01T12:00:00.000Z"}
     line = render.event_line(event)
     assert "#2" in line and "RUNNING → SUCCEEDED" in line and "3 items, 1 failed" in line
+
+
+# --- text an API sent, on a terminal ------------------------------------------------------
+
+# What a terminal would act on: a colour, a title change ended by BEL, a C1 CSI, backspace,
+# DEL, a bidi override and a line separator.
+HOSTILE = "a\x1b[31mb\x1b]0;owned\x07c\x9b2Jd\x08\x7f\u202eevil.pdf\u2028x"
+SHOWN = "a\\x1b[31mb\\x1b]0;owned\\x07c\\x9b2Jd\\x08\\x7f\\u202eevil.pdf\\u2028x"
+UNSEEN = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+
+
+@pytest.mark.parametrize("text, shown", [
+    (HOSTILE, SHOWN),
+    ("line\nnext\ttab\rback", "line\\nnext\\ttab\\rback"),
+    ("\u2066\u2069\u200e\u200f\u061c", "\\u2066\\u2069\\u200e\\u200f\\u061c"),
+])
+def test_characters_a_terminal_would_act_on_are_written_out(text, shown):
+    assert render.visible(text) == shown
+
+
+@pytest.mark.parametrize("text", ["gs://in/résumé 文件 (1).pdf", "C:\\x1b is text", "👩\u200d💻 ok", "tab-less"])
+def test_printable_text_is_shown_as_it_is(text):
+    assert render.visible(text) == text
+
+
+def test_status_shows_an_apis_control_characters_escaped(capsys):
+    record = {"id": "a" * 32, "name": f"operations/{HOSTILE}", "state": "FAILED", "provider_state": HOSTILE,
+              "error": {"code": 3, "status": "INVALID_ARGUMENT", "message": HOSTILE}, "labels": {"k": HOSTILE}}
+    render.record(record)
+    out = capsys.readouterr().out
+    assert not UNSEEN.search(out.replace("\n", ""))
+    assert f"3 INVALID_ARGUMENT: {SHOWN}" in out and f"(provider: {SHOWN})" in out and f"k={SHOWN}" in out
+
+
+def test_a_table_escapes_control_characters_and_aligns_what_it_shows(capsys):
+    render.table([{"a": "\x1b[2J", "b": 1}, {"a": "plain", "b": 2}], [("A", "a"), ("B", "b")])
+    assert capsys.readouterr().out.splitlines() == ["A        B", "\\x1b[2J  1", "plain    2"]
+
+
+def test_an_event_line_escapes_an_apis_error_message():
+    event = {"type": "lro.state_changed", "sequence": 3, "operation": {"id": "a" * 32}, "previous_state": "RUNNING",
+             "state": "FAILED", "error": {"code": 13, "message": HOSTILE}, "observed_at": "2024-05-01T12:00:00Z"}
+    line = render.event_line(event)
+    assert not UNSEEN.search(line) and line.endswith(f"(13: {SHOWN})")
+
+
+def test_json_output_keeps_an_apis_text_exact(capsys):
+    record = {"id": "a" * 32, "state": "FAILED", "error": {"code": 3, "message": HOSTILE}}
+
+    class Client:
+        def get(self, operation_id):
+            return record
+
+    args = build_parser().parse_args(["status", "a" * 32, "--json"])
+    assert args.run(args, Client()) == 0
+    assert json.loads(capsys.readouterr().out) == record
 
 
 @pytest.mark.parametrize("argv", [

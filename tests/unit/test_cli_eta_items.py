@@ -1,6 +1,7 @@
 """The CLI's ETA text and failed-item output (pure: a fake client, no I/O)."""
 from __future__ import annotations
 
+import csv
 import io
 import json
 from datetime import datetime, timedelta, timezone
@@ -107,6 +108,28 @@ def test_items_csv_has_a_header_and_quotes_messages(capsys):
     assert len(lines) == 6
 
 
+@pytest.mark.parametrize("text", ["=1+2", "@SUM(A1)", "+cmd|' /C calc'!A0", "-x", "\tx", "\rx", "\0x",
+                                  '=HYPERLINK("https://evil.example","open")'])
+def test_items_csv_keeps_a_spreadsheet_from_running_a_cell_as_a_formula(text, capsys):
+    hostile = [{"index": 0, "input": text, "status": {"code": 3, "message": text}}]
+    code, out, _ = run(["items", OP_ID, "--csv"], FakeClient(hostile), capsys)
+    header, row = csv.reader(io.StringIO(out, newline=""))
+    assert row[1] == row[3] == f"'{text}"
+
+
+def test_items_csv_quotes_a_carriage_return_so_it_cannot_start_a_row_of_its_own(capsys):
+    hostile = [{"index": 0, "input": "gs://in/a.pdf", "status": {"code": 3, "message": "bad\r=1+2"}}]
+    code, out, _ = run(["items", OP_ID, "--csv"], FakeClient(hostile), capsys)
+    rows = list(csv.reader(io.StringIO(out, newline="")))
+    assert len(rows) == 2 and rows[1][3] == "bad\r=1+2"
+
+
+def test_items_csv_keeps_inputs_and_numbers_as_they_are():
+    out = io.StringIO()
+    render.items_csv([{"index": 7, "input": "gs://in/a=b+c-d@e.pdf", "status": {"code": -3, "message": "x = 1"}}], out)
+    assert out.getvalue().splitlines()[1] == "7,gs://in/a=b+c-d@e.pdf,-3,x = 1,"
+
+
 def test_items_json_holds_the_items_and_the_true_count(capsys):
     code, out, err = run(["items", OP_ID, "--json"], FakeClient(total=1500), capsys)
     body = json.loads(out)
@@ -114,10 +137,35 @@ def test_items_json_holds_the_items_and_the_true_count(capsys):
     assert "1500 items failed; lrowatch keeps the first 5" in err
 
 
-def test_items_without_an_input_are_counted_on_stderr(capsys):
-    vision = [{"index": 4, "input": None, "status": {"code": 5, "message": "not found"}}]
-    code, out, err = run(["items", OP_ID], FakeClient(vision), capsys)
-    assert out == "" and "1 failed item(s) name no input" in err
+def test_a_vision_import_item_without_an_input_shows_its_csv_line_and_why(capsys):
+    vision = [{"index": 0, "input": None, "status": {"code": 3, "message": "bad bounding poly"}},
+              {"index": 4, "input": None, "status": {"code": 5, "message": "gs://b/x.jpg\x1b[8m not found"}},
+              {"index": 9, "input": None, "status": {"code": 99, "message": ""}}]
+    code, out, err = run(["items", OP_ID, "--failed"], FakeClient(vision), capsys)
+    assert code == 0 and out.splitlines() == ["csv line 1: 3 INVALID_ARGUMENT: bad bounding poly",
+                                              "csv line 5: 5 NOT_FOUND: gs://b/x.jpg\\x1b[8m not found",
+                                              "csv line 10: 99"]
+    assert "3 failed item(s) name no input" in err and "counted from 1; the index in --csv and --json is N-1" in err
+
+
+def test_items_keep_the_apis_order_when_only_some_name_an_input(capsys):
+    mixed = [{"index": 0, "input": "gs://in/a.jpg", "status": {"code": 3, "message": "x"}},
+             {"index": 1, "input": None, "status": {"code": 13, "message": "internal"}}]
+    code, out, err = run(["items", OP_ID], FakeClient(mixed), capsys)
+    assert out.splitlines() == ["gs://in/a.jpg", "csv line 2: 13 INTERNAL: internal"]
+    assert err.count("\n") == 1  # one note: the item without an input
+
+
+def test_items_show_an_inputs_control_characters_escaped_and_say_json_has_them_exact(capsys):
+    names = [{"index": 0, "input": "gs://in/\x1b]8;;https://evil.example\x07doc.pdf", "status": {"code": 3}},
+             {"index": 1, "input": "gs://in/\u202efdp.exe", "status": {"code": 3}},
+             {"index": 2, "input": "gs://in/plain.pdf", "status": {"code": 3}}]
+    code, out, err = run(["items", OP_ID, "--failed"], FakeClient(names), capsys)
+    assert out.splitlines() == ["gs://in/\\x1b]8;;https://evil.example\\x07doc.pdf", "gs://in/\\u202efdp.exe",
+                                "gs://in/plain.pdf"]
+    assert "2 input(s) hold control characters, shown escaped" in err and "--json has them exact" in err
+    code, out, _ = run(["items", OP_ID, "--json"], FakeClient(names), capsys)
+    assert json.loads(out)["items"] == names
 
 
 def test_no_failed_items_says_so(capsys):

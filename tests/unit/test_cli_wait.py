@@ -224,6 +224,46 @@ def test_the_live_line_is_rewritten_in_place_on_a_terminal_and_absent_elsewhere(
     assert tty.getvalue() == "\r\033[Kone\r\033[Ktwo\n" and pipe.getvalue() == ""
 
 
+class RecordsClient:
+    """GET /operations/{id}: each record as it stands, already finished."""
+
+    def __init__(self, *records: dict):
+        self.records = {r["id"]: r for r in records}
+
+    def get(self, operation_id: str) -> dict:
+        return self.records[operation_id]
+
+
+def run_wait(argv: list[str], client, capsys) -> tuple[int, str, str]:
+    args = build_parser().parse_args(["wait", *argv])
+    return args.run(args, client), *capsys.readouterr()
+
+
+BATCH = {**rec("SUCCEEDED"), "name": "projects/1/locations/us/operations/7", "items": {"total": 40, "failed": 7}}
+CLEAN = {**rec("SUCCEEDED"), "id": "b" * 32, "items": {"total": 3, "failed": 0}}
+
+
+def test_a_batch_that_succeeded_with_failed_items_says_so_on_stderr_and_how_to_list_them(capsys):
+    code, out, err = run_wait([BATCH["id"], CLEAN["id"], "--local"], RecordsClient(BATCH, CLEAN), capsys)
+    assert code == 0  # SUCCEEDED is what the exit code reports
+    assert out.splitlines()[0].split() == [header for header, _ in render.LIST_COLUMNS]
+    assert err.splitlines() == [f"7 of 40 items failed: lrowatch items {BATCH['id']} --failed --local"]
+
+
+def test_with_json_stdout_stays_the_records_and_the_failed_items_note_goes_to_stderr(capsys):
+    code, out, err = run_wait([BATCH["id"], "--json", "--url", "https://lro.example.run.app"],
+                              RecordsClient(BATCH), capsys)
+    assert json.loads(out) == {"operations": [BATCH]}
+    assert err.strip() == (f"7 of 40 items failed: lrowatch items {BATCH['id']} --failed "
+                           "--url https://lro.example.run.app")
+
+
+def test_a_wait_without_failed_items_adds_nothing_on_stderr_and_escapes_an_apis_name(capsys):
+    named = {**CLEAN, "name": "operations/\x1b[2Jx"}
+    code, out, err = run_wait([CLEAN["id"]], RecordsClient(named), capsys)
+    assert code == 0 and err == "" and "operations/\\x1b[2Jx" in out and "\x1b" not in out
+
+
 # --- the command line ------------------------------------------------------------------
 
 @pytest.mark.parametrize("argv", [
