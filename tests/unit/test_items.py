@@ -8,6 +8,18 @@ from functions.domain.errors import InvalidArgument
 from tests.unit.factories import docai_metadata, docai_status
 
 
+def stored_bytes(kept: list[dict]) -> int:
+    return len(items.stored_text(kept).encode())
+
+
+def failing(inputs, message: str = "Unsupported input file format.", review: dict | None = None) -> dict:
+    """Document AI metadata in which every document of `inputs` failed."""
+    statuses = [{"inputGcsSource": uri, "status": {"code": 3, "message": message}} for uri in inputs]
+    for entry in statuses if review else ():
+        entry["humanReviewStatus"] = review
+    return docai_metadata("SUCCEEDED", statuses)
+
+
 def docai(n_ok: int, n_failed: int, **status_extra):
     statuses = [docai_status(code=3, n=i, **status_extra) for i in range(n_failed)]
     statuses += [docai_status(n=n_failed + i) for i in range(n_ok)]
@@ -48,14 +60,86 @@ def test_at_most_the_first_thousand_failed_items_are_kept_with_the_true_count():
     assert result.summary == {"total": 1505, "failed": 1500, "failed_kept": items.MAX_KEPT}
 
 
-def test_kept_items_stay_within_the_byte_budget():
-    long_input = "gs://b/" + "x" * 1500
-    statuses = [{"inputGcsSource": long_input, "status": {"code": 3, "message": "m" * 1000}} for _ in range(400)]
+SKIPPED = {"state": "SKIPPED", "stateMessage": "HumanReviewConfig is not enabled."}
+NOT_STARTED = {"state": "ERROR", "stateMessage": "Human review could not be started."}
+
+
+def uri_of(n: int, name: str) -> str:
+    """A gs:// URI of about 200 UTF-8 bytes whose object name is `name` repeated."""
+    prefix = f"gs://customer-invoices-eu/2024/05/batch-{n:05d}/"
+    return prefix + name * ((200 - len(prefix)) // len(name.encode()))
+
+
+@pytest.mark.parametrize("name, review", [
+    ("x", SKIPPED),
+    ("x", NOT_STARTED),
+    ("é", SKIPPED),  # 2 bytes in UTF-8, 6 as a \u00e9 escape
+    ("日本", NOT_STARTED),
+    ("\U0001F4C4", SKIPPED),  # 4 bytes in UTF-8, 12 as a surrogate pair's escapes
+])
+def test_the_first_thousand_failed_items_of_a_realistic_shape_are_all_kept(name, review):
+    metadata = failing([uri_of(n, name) for n in range(1500)], message="m" * 200, review=review)
+    result = items.results(metadata, None)
+    assert len(result.failed) == items.MAX_KEPT
+    assert [i["index"] for i in result.failed] == list(range(items.MAX_KEPT))
+    assert (result.summary["failed"], result.summary["failed_kept"]) == (1500, items.MAX_KEPT)
+
+
+def test_all_of_the_first_thousand_are_kept_while_they_average_the_documented_size():
+    bare = len(items.stored_text({"index": 0, "input": "gs://b/", "status": {"code": 3, "message": "m"}}))
+
+    def kept_of(item_bytes: int) -> int:
+        # 1,500 failed items of exactly `item_bytes` as stored (the index's digits included).
+        statuses = [{"inputGcsSource": "gs://b/" + "o" * pad, "status": {"code": 3, "message": "m"}}
+                    for n in range(1500) for pad in [item_bytes - bare - len(str(n)) + 1]]
+        return len(items.results(docai_metadata("SUCCEEDED", statuses), None).failed)
+
+    assert kept_of(items.AVERAGE_ITEM_BYTES) == items.MAX_KEPT
+    assert kept_of(items.AVERAGE_ITEM_BYTES + 1) < items.MAX_KEPT
+
+
+def test_the_largest_items_fill_the_budget_from_the_first_on_with_the_true_count():
+    statuses = [{"inputGcsSource": "gs://b/" + "é" * 2000, "status": {"code": 3, "message": "m" * 5000},
+                 "humanReviewStatus": {"state": "ERROR", "stateMessage": "r" * 5000}} for _ in range(1500)]
     result = items.results(docai_metadata("SUCCEEDED", statuses), None)
-    assert 0 < len(result.failed) < 400
-    assert sum(len(str(i)) for i in result.failed) < items.KEPT_BYTES * 1.2
-    assert all(len(i["status"]["message"]) == items.MESSAGE_LIMIT for i in result.failed)
-    assert result.summary["failed_kept"] == len(result.failed)
+    kept = result.failed
+    assert 300 < len(kept) < 1000
+    assert [i["index"] for i in kept] == list(range(len(kept)))  # the first ones, no gaps
+    assert stored_bytes(kept) <= items.KEPT_BYTES < stored_bytes(kept + kept[:1])  # stopped only when full
+    assert result.summary == {"total": 1500, "failed": 1500, "human_review_errors": 1500, "failed_kept": len(kept)}
+
+
+def test_inputs_and_messages_are_cut_in_utf8_bytes_on_a_character_boundary():
+    long_input = "gs://b/" + "é" * 1000
+    statuses = [{"inputGcsSource": long_input, "status": {"code": 3, "message": "日" * 200},
+                 "humanReviewStatus": {"state": "ERROR", "stateMessage": "r" * 300}}]
+    item = items.results(docai_metadata("SUCCEEDED", statuses), None).failed[0]
+    assert len(item["input"].encode()) == items.INPUT_LIMIT - 1  # 7 ASCII bytes, then whole 2-byte é's
+    assert long_input.startswith(item["input"])
+    assert item["status"]["message"] == "日" * (items.MESSAGE_LIMIT // 3)
+    assert item["human_review_status"]["message"] == "r" * items.MESSAGE_LIMIT
+
+
+def test_a_lone_surrogate_from_the_api_is_stored_as_a_question_mark():
+    statuses = [{"inputGcsSource": "gs://b/\ud800.pdf", "status": {"code": 3, "message": "bad \udfff"}}]
+    item = items.results(docai_metadata("SUCCEEDED", statuses), None).failed[0]
+    assert item["input"] == "gs://b/?.pdf" and item["status"]["message"] == "bad ?"
+    assert items.stored_text([item]).encode()  # valid UTF-8, as Firestore needs
+
+
+def test_review_boilerplate_is_left_out_and_an_error_keeps_its_message():
+    kept = items.results(failing(["gs://b/1", "gs://b/2"], review=SKIPPED), None).failed
+    assert [i["human_review_status"] for i in kept] == [{"state": "SKIPPED"}] * 2
+    kept = items.results(failing(["gs://b/1"], review=NOT_STARTED), None).failed
+    assert kept[0]["human_review_status"] == {"state": "ERROR", "message": "Human review could not be started."}
+
+
+def test_the_true_counts_do_not_depend_on_how_many_are_kept():
+    metadata = docai(7, 1200)
+    metadata["individualProcessStatuses"][1100]["status"]["message"] = "m" * 10_000
+    assert items.results(metadata, None).summary == {"total": 1207, "failed": 1200, "failed_kept": 1000}
+    big = [{"code": 3, "message": "x" * 5000}] * 2000 + [{}] * 3
+    assert items.results(None, {"statuses": big}).summary["failed"] == 2000
 
 
 def test_an_event_carries_the_first_few_failed_items():
