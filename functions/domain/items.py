@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -158,8 +159,12 @@ def _capped(value: Any, limit: int) -> str | None:
 
 # ---------------------------------------------------------------- paging (GET /operations/{id}/items)
 
-def page(kept: list[dict] | None, counts: dict | None, params: Mapping[str, str]) -> dict:
-    """`?state=failed&page_size=N&page_token=T` over the kept failed items."""
+_RESTART = "list again without page_token"
+_TOKEN_CHARS = 256  # far above any token page() makes; bounds the work of reading one
+
+
+def page(operation_id: str, kept: list[dict] | None, counts: dict | None, params: Mapping[str, str]) -> dict:
+    """`?state=failed&page_size=N&page_token=T` over the kept failed items of `operation_id`."""
     unknown = sorted(set(params) - {"state", "page_size", "page_token"})
     if unknown:
         raise InvalidArgument(f"unknown query parameters: {', '.join(unknown)[:200]}")
@@ -173,27 +178,43 @@ def page(kept: list[dict] | None, counts: dict | None, params: Mapping[str, str]
     if not 1 <= size <= MAX_PAGE_SIZE:
         raise InvalidArgument(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
     kept = list(kept or [])
-    offset = _offset(params.get("page_token"), len(kept))
+    offset = _offset(params.get("page_token"), operation_id, kept)
     body: dict = {"items": kept[offset:offset + size],
                   "total_size": (counts or {}).get("failed", len(kept)), "kept": len(kept)}
     if offset + size < len(kept):
-        body["next_page_token"] = _token(offset + size)
+        body["next_page_token"] = _token(operation_id, offset + size, _served(kept, offset + size))
     return body
 
 
-def _token(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"items:{offset}".encode()).decode().rstrip("=")
+def _served(kept: list[dict], offset: int) -> str:
+    """A digest of the items before `offset`, those already served: while they are unchanged,
+    the next page follows on with nothing skipped or repeated, even if later items changed."""
+    return hashlib.sha256(stored_text(kept[:offset]).encode()).hexdigest()[:16]
 
 
-def _offset(token: str | None, limit: int) -> int:
+def _token(operation_id: str, offset: int, served: str) -> str:
+    text = f"items:{operation_id}:{offset}:{served}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _offset(token: str | None, operation_id: str, kept: list[dict]) -> int:
+    """Where the page of `token` starts. Only a token page() made for this list is accepted:
+    one that reads back to itself exactly (no `+2`, ` 3` or `1_0` offsets, no padding)."""
     if not token:
         return 0
     try:
-        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        prefix, _, number = text.partition(":")
+        if len(token) > _TOKEN_CHARS:
+            raise ValueError("too long")
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
+        prefix, rest = text.split(":", 1)
+        owner, number, served = rest.rsplit(":", 2)
         offset = int(number)
+        if prefix != "items" or offset < 1 or _token(owner, offset, served) != token:
+            raise ValueError("not canonical")
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise InvalidArgument("page_token is not one this listing returned") from exc
-    if prefix != "items" or not 0 <= offset <= limit or len(token) > 64:
-        raise InvalidArgument("page_token is not one this listing returned")
+        raise InvalidArgument(f"page_token is not one this listing returned; {_RESTART}") from exc
+    if owner != operation_id:
+        raise InvalidArgument(f"page_token belongs to another operation's items; {_RESTART}")
+    if offset > len(kept) or _served(kept, offset) != served:
+        raise InvalidArgument(f"the failed items changed since page_token was made; {_RESTART}")
     return offset

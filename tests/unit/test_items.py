@@ -1,11 +1,17 @@
 """functions.domain.items: per-item results, the kept failed items, and their pages."""
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from functions.domain import items
 from functions.domain.errors import InvalidArgument
 from tests.unit.factories import docai_metadata, docai_status
+
+
+OP = "0123456789abcdef0123456789abcdef"
+OTHER_OP = "fedcba9876543210fedcba9876543210"
 
 
 def stored_bytes(kept: list[dict]) -> int:
@@ -151,21 +157,80 @@ def test_an_event_carries_the_first_few_failed_items():
 # ---- pages --------------------------------------------------------------------------
 
 
+def pages_of(kept: list[dict], page_size: int = 10, operation_id: str = OP) -> list[dict]:
+    bodies, params = [], {"state": "failed", "page_size": str(page_size)}
+    while True:
+        body = items.page(operation_id, kept, {"failed": len(kept)}, params)
+        bodies.append(body)
+        if "next_page_token" not in body:
+            return bodies
+        params = {**params, "page_token": body["next_page_token"]}
+
+
 def test_pages_follow_page_tokens_to_the_end():
     kept = items.results(docai(0, 25), None).failed
-    seen, params = [], {"state": "failed", "page_size": "10"}
-    while True:
-        body = items.page(kept, {"failed": 25}, params)
-        seen += body["items"]
-        assert body["total_size"] == 25 and body["kept"] == 25
-        if "next_page_token" not in body:
-            break
-        params = {**params, "page_token": body["next_page_token"]}
-    assert seen == kept
+    bodies = pages_of(kept)
+    assert [len(b["items"]) for b in bodies] == [10, 10, 5]
+    assert {(b["total_size"], b["kept"]) for b in bodies} == {(25, 25)}
+    assert [i for b in bodies for i in b["items"]] == kept
 
 
 def test_state_defaults_to_failed():
-    assert items.page([], None, {}) == {"items": [], "total_size": 0, "kept": 0}
+    assert items.page(OP, [], None, {}) == {"items": [], "total_size": 0, "kept": 0}
+
+
+def next_token(kept: list[dict], page_size: int = 10) -> str:
+    return items.page(OP, kept, None, {"page_size": str(page_size)})["next_page_token"]
+
+
+def reencoded(token: str, change) -> str:
+    text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    return base64.urlsafe_b64encode(change(text).encode()).decode().rstrip("=")
+
+
+def refused(kept: list[dict], token: str, operation_id: str = OP) -> str:
+    with pytest.raises(InvalidArgument) as caught:
+        items.page(operation_id, kept, None, {"page_size": "10", "page_token": token})
+    assert caught.value.to_body()["error"]["status"] == "INVALID_ARGUMENT"
+    assert "without page_token" in caught.value.message
+    return caught.value.message
+
+
+@pytest.mark.parametrize("offset", ["+10", " 10", "10 ", "1_0", "010", "10.0", "0", "-10"])
+def test_a_token_whose_offset_is_written_another_way_is_refused(offset):
+    kept = items.results(docai(0, 25), None).failed
+    token = next_token(kept)
+    forged = reencoded(token, lambda text: text.replace(":10:", f":{offset}:"))
+    assert forged != token
+    assert "not one this listing returned" in refused(kept, forged)
+
+
+@pytest.mark.parametrize("spelling", [lambda t: t + "=", lambda t: t + "==", lambda t: t[:8] + "." + t[8:],
+                                      lambda t: t[:-1], lambda t: "A" * 300])
+def test_a_token_spelt_other_than_as_it_was_made_is_refused(spelling):
+    kept = items.results(docai(0, 25), None).failed
+    assert "not one this listing returned" in refused(kept, spelling(next_token(kept)))
+
+
+def test_a_token_from_another_operation_is_refused():
+    kept = items.results(docai(0, 25), None).failed  # the same items: only the operation differs
+    assert "another operation" in refused(kept, next_token(kept), operation_id=OTHER_OP)
+
+
+def test_a_token_is_refused_once_the_items_it_followed_have_changed():
+    kept = items.results(docai(0, 25), None).failed
+    token = next_token(kept)
+    earlier_changed = [dict(kept[0], status={"code": 5, "message": "other"})] + kept[1:]
+    assert "changed" in refused(earlier_changed, token)
+    assert "changed" in refused(kept[1:], token)  # one served item gone: the next page would skip one
+    assert "changed" in refused(kept[:5], token)
+
+
+def test_a_token_still_serves_the_rest_when_only_later_items_changed():
+    kept = items.results(docai(0, 25), None).failed
+    grown = kept + items.results(docai(0, 30), None).failed[25:]
+    body = items.page(OP, grown, None, {"page_size": "10", "page_token": next_token(kept)})
+    assert body["items"] == grown[10:20]  # nothing skipped, nothing repeated
 
 
 @pytest.mark.parametrize("params", [
@@ -174,9 +239,9 @@ def test_state_defaults_to_failed():
     {"page_size": "1001"},
     {"page_size": "ten"},
     {"page_token": "not-a-token"},
-    {"page_token": "aXRlbXM6OTk5"},  # items:999, past the end
+    {"page_token": "aXRlbXM6OTk5"},  # items:999, the old bare-offset form
     {"colour": "red"},
 ])
 def test_bad_parameters_are_invalid_arguments(params):
     with pytest.raises(InvalidArgument):
-        items.page([{"index": 0}], {"failed": 1}, params)
+        items.page(OP, [{"index": 0}], {"failed": 1}, params)
