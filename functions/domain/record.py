@@ -12,7 +12,7 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
-from functions.domain import jsontext
+from functions.domain import items, jsontext
 from functions.domain.names import OperationRef
 from functions.domain.policy import Policy
 from functions.domain.states import State
@@ -217,8 +217,20 @@ _FACTORIES = tuple((f.name, f.default_factory) for f in fields(Record) if f.defa
 
 def _encoded(name: str, value: Any) -> Any:
     if name in _JSON_FIELDS:
-        return None if value is None else jsontext.compact(value)
+        return None if value is None else _json_text(name, value)
     return value.value if isinstance(value, State) else value
+
+
+def _json_text(name: str, value: Any) -> str:
+    # The failed items are stored in UTF-8 (their text was made valid when kept), so that
+    # non-ASCII object names cost their bytes, not 6 a character; the rest of the API's JSON
+    # may hold lone surrogates (its answers aren't checked for them) and stays \u-escaped ASCII.
+    return items.stored_text(value) if name == "failed_items" else jsontext.compact(value)
+
+
+def _stored_bytes(name: str, value: Any) -> int:
+    """What a JSON field costs in the document: Firestore counts a string's UTF-8 bytes."""
+    return 0 if value is None else len(_json_text(name, value).encode())
 
 
 def fits(value: Any, limit: int = RECORD_JSON_LIMIT) -> bool:
@@ -255,7 +267,7 @@ def within_limits(record: Record) -> Record:
     error, cut_error = bounded_status(record.error)
     last_error, cut_last = bounded_status(record.last_error)
     changes: dict[str, Any] = {"error": error, "last_error": last_error}
-    sizes = {name: _size(getattr(record, name)) for name in _JSON_FIELDS}
+    sizes = {name: _stored_bytes(name, getattr(record, name)) for name in _JSON_FIELDS}
     sizes.update(error=_size(error), last_error=_size(last_error))
     for name in ("metadata", "response"):
         if sizes[name] > RECORD_JSON_LIMIT:

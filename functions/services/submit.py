@@ -83,7 +83,7 @@ class SubmitService:
     def items(self, operation_id: str, params: Mapping[str, str]) -> dict:
         """GET /operations/{id}/items?state=failed&page_size=&page_token=: the kept failed items, paged."""
         record = self.get(operation_id)
-        return items.page(record.failed_items, record.items, params)
+        return items.page(record.id, record.failed_items, record.items, params)
 
     def request_cancel(self, operation_id: str, body: Any, requested_by: str | None = None) -> dict:
         """Queue a cancel command; `handle` carries it out (contract §4, §7).

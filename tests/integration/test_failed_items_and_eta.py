@@ -85,6 +85,17 @@ def test_bad_item_queries_get_google_style_errors(world):
     empty = http.get(f"/operations/{record.id}/items")
     assert empty.status_code == 200 and empty.json == {"items": [], "total_size": 0, "kept": 0}
 
+    # A page token belongs to the listing that made it: another operation's is refused, not served.
+    other = sim.create(kind="documentai", running_s=0.3, items=8, failed_items=8)
+    other_record, _ = submit.submit({"url": other["url"], "policy": FAST})
+    poll_until(poll, store, other_record.id, lambda r: r.state.terminal)
+    token = http.get(f"/operations/{other_record.id}/items?page_size=5").json["next_page_token"]
+    assert http.get(f"/operations/{other_record.id}/items?page_size=5&page_token={token}").status_code == 200
+    foreign = http.get(f"/operations/{record.id}/items?page_size=5&page_token={token}")
+    assert foreign.status_code == 400 and foreign.json["error"]["status"] == "INVALID_ARGUMENT"
+    message = foreign.json["error"]["message"]
+    assert "another operation" in message and "without page_token" in message
+
 
 def test_a_progress_reporting_operation_gets_an_eta_that_is_served_and_cleared_when_done(world, simulator):
     submit, poll, store, sim, http = world

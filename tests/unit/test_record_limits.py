@@ -103,3 +103,74 @@ def test_a_changed_copy_equals_what_dataclasses_replace_makes_and_leaves_the_ori
     assert changed.to_doc()["state"] == "RUNNING"
     with pytest.raises(TypeError):
         record.with_changes(no_such_field=1)
+
+
+# ---- the failed items in the record ------------------------------------------------
+
+FIRESTORE_DOCUMENT_LIMIT = 1024 * 1024
+
+
+def _firestore_bytes(value) -> int:
+    """A value's size as Firestore counts it (cloud.google.com/firestore/docs/storage-size)."""
+    if isinstance(value, str):
+        return len(value.encode()) + 1
+    if isinstance(value, dict):
+        return sum(_firestore_bytes(k) + _firestore_bytes(v) for k, v in value.items())
+    if isinstance(value, list):
+        return sum(_firestore_bytes(v) for v in value)
+    return 1 if value is None or isinstance(value, bool) else 8  # numbers, timestamps: 8
+
+
+def _document_bytes(record, collection: str = "lro_operations") -> int:
+    name = _firestore_bytes(collection) + _firestore_bytes(record.id) + 16
+    return name + _firestore_bytes(record.to_doc()) + 32
+
+
+def test_failed_items_are_stored_in_utf8_and_read_back_as_they_were():
+    from functions.domain.record import Record
+
+    kept = [{"index": 0, "input": "gs://b/é日\U0001F4C4.pdf", "status": {"code": 3, "message": "ü"}}]
+    record = make_record(failed_items=kept, metadata={"note": "é"})
+    doc = record.to_doc()
+    assert "é日\U0001F4C4" in doc["failed_items"] and "\\u" not in doc["failed_items"]
+    assert doc["metadata"] == '{"note":"\\u00e9"}'  # the API's own JSON stays escaped ASCII
+    assert Record.from_doc(doc).failed_items == kept
+
+
+def _largest_failures(n: int = 1500) -> list[dict]:
+    """Document AI statuses at every cap and past it: a name of 2,000 é (4,000 bytes),
+    5,000-character messages, a human review error."""
+    return [{"inputGcsSource": "gs://b/" + "é" * 2000, "status": {"code": 3, "message": "m" * 5000},
+             "humanReviewStatus": {"state": "ERROR", "stateMessage": "r" * 5000}} for _ in range(n)]
+
+
+@pytest.mark.parametrize("shape", ["document-ai", "document-ai-failed", "vision-import"])
+def test_the_largest_record_with_failed_items_stays_under_firestores_limit(shape):
+    from functions.domain import items
+    from functions.domain.tracking import after_poll
+    from tests.unit.factories import NOW, docai_metadata, operation, transient
+
+    near_cap = {"blob": "x" * (RECORD_JSON_LIMIT - 100)}
+    details = [{"detail": "x" * 1000}] * 2000
+    record = make_record(labels={f"k{i:02d}" + "k" * 60: "v" * 63 for i in range(64)},
+                         correlation_id="c" * 256, notify_url="https://example.com/" + "p" * 1000)
+    if shape == "vision-import":
+        images = [{"name": "n" * 1000, "uri": "gs://b/" + "é" * 2000}] * 1500
+        statuses = [{"code": 3, "message": "m" * 5000}] * 1500
+        answer = operation(done=False, metadata=near_cap, response={"statuses": statuses, "referenceImages": images})
+    elif shape == "document-ai-failed":
+        answer = operation(done=True, metadata=docai_metadata("FAILED", _largest_failures()), response=near_cap,
+                           error={"code": 13, "message": "e" * 10_000, "details": details})
+    else:
+        answer = operation(done=False, metadata=docai_metadata("RUNNING", _largest_failures()), response=near_cap)
+    record = after_poll(record, answer, NOW).record
+    if not record.state.terminal:  # then a failed poll adds the last error
+        record = after_poll(record, transient(), NOW).record.with_changes(
+            last_error={"code": 503, "message": "u" * 1000, "details": details})
+        record = within_limits(record)
+
+    expected = items.results(answer.get("metadata"), answer.get("response"))
+    assert record.failed_items == expected.failed and record.items == expected.summary
+    assert record.items["failed"] == 1500 and record.items["failed_kept"] == len(record.failed_items) > 100
+    assert record.truncated
+    assert _document_bytes(record) < RECORD_LIMIT < FIRESTORE_DOCUMENT_LIMIT
