@@ -162,3 +162,26 @@ def test_lrowatch_items_lists_the_failed_documents_of_a_document_ai_batch(world,
     answer = json.loads(as_json[1])
     assert answer["total_size"] == 13 and [i["input"] for i in answer["items"]] == inputs
 
+
+
+def test_a_vision_import_with_failures_serves_their_statuses_and_the_true_count(world, capsys):
+    submit, poll, store, sim, http = world
+    # More failures than the record keeps (1,000): the count stays true, the list is the first 1,000.
+    op = sim.create(kind="vision", running_s=0.3, items=1100, failed_items=1050)
+    record, _ = submit.submit({"url": op["url"], "policy": FAST})
+    final = poll_until(poll, store, record.id, lambda r: r.state.terminal)
+    assert final.state.value == "SUCCEEDED"  # SUCCESSFUL: some lines went through
+    assert final.items == {"total": 1100, "failed": 1050, "failed_kept": 1000}
+
+    pages = every_failed_item(http, record.id, page_size=400)
+    assert [len(p["items"]) for p in pages] == [400, 400, 200]
+    assert {(p["total_size"], p["kept"]) for p in pages} == {(1050, 1000)}
+    served_items = [item for p in pages for item in p["items"]]
+    assert [i["index"] for i in served_items] == list(range(1000))  # the lines of the import CSV
+    assert [i["status"] for i in served_items] == [
+        {"code": 3, "message": f"Image gs://sim-input/img-{n}.jpg could not be read."} for n in range(1000)]
+    assert not any(i.get("input") for i in served_items)  # a failed line is paired with no image
+
+    with served(http.application) as url:
+        code, out = lrowatch(capsys, "items", record.id, "--failed", "--json", "--url", url)
+    assert code == 0 and json.loads(out) == {"items": served_items, "total_size": 1050}
