@@ -1,14 +1,21 @@
 """Failed items and the ETA on the real emulators: the simulator's Document AI batch with
-failing documents polled by the poll service, read back through `submit`'s HTTP surface
-(functions-framework), and a progress-reporting operation getting an estimate."""
+failing documents and Vision import with failing lines polled by the poll service, read
+back through `submit`'s HTTP surface (functions-framework) and by `lrowatch items` over
+HTTP, and a progress-reporting operation getting an estimate."""
 from __future__ import annotations
 
+import csv
+import io
+import json
+import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 import requests
 
 from functions.adapters.firestore_store import FirestoreStore
+from functions.cli import main as cli
 from functions.adapters.operations_api import OperationsApi
 from functions.adapters.pubsub_publisher import Publisher
 from functions.config import Settings
@@ -111,3 +118,81 @@ def test_a_progress_reporting_operation_gets_an_eta_that_is_served_and_cleared_w
     assert cancelled.status_code == 200, cancelled.text
     final = poll_until(poll, store, record.id, lambda r: r.state.terminal)
     assert final.eta is None and "eta" not in http.get(f"/operations/{record.id}").json
+
+
+@contextmanager
+def served(app):
+    """The submit app on a real port: `lrowatch` speaks HTTP, not Flask's test client."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+def lrowatch(capsys, *argv: str) -> tuple[int, str]:
+    """`lrowatch ARGV…` in this process: (exit code, stdout)."""
+    code = cli(list(argv))
+    return code, capsys.readouterr().out
+
+
+def every_failed_item(http, op_id: str, page_size: int) -> list[dict]:
+    pages, params = [], f"state=failed&page_size={page_size}"
+    while True:
+        answer = http.get(f"/operations/{op_id}/items?{params}")
+        assert answer.status_code == 200, answer.json
+        pages.append(answer.json)
+        if "next_page_token" not in answer.json:
+            return pages
+        params = f"state=failed&page_size={page_size}&page_token={answer.json['next_page_token']}"
+
+
+def test_lrowatch_items_lists_the_failed_documents_of_a_document_ai_batch(world, capsys):
+    submit, poll, store, sim, http = world
+    op = sim.create(kind="documentai", running_s=0.3, items=40, failed_items=13)
+    record, _ = submit.submit({"url": op["url"], "policy": FAST})
+    poll_until(poll, store, record.id, lambda r: r.state.terminal)
+    op_id = op["name"].rsplit("/", 1)[-1]
+    inputs = [f"gs://sim-input/{op_id}/doc-{n}.pdf" for n in range(13)]
+
+    with served(http.application) as url:
+        plain = lrowatch(capsys, "items", record.id, "--failed", "--url", url)
+        as_csv = lrowatch(capsys, "items", record.id, "--failed", "--csv", "--url", url)
+        as_json = lrowatch(capsys, "items", record.id, "--failed", "--json", "--url", url)
+    assert plain == (0, "".join(f"{i}\n" for i in inputs))  # one per line, ready to resubmit
+    assert as_csv[0] == 0
+    rows = list(csv.DictReader(io.StringIO(as_csv[1])))
+    assert [(r["index"], r["input"], r["code"], r["message"]) for r in rows] == [
+        (str(n), i, "3", "Unsupported input file format.") for n, i in enumerate(inputs)]
+    assert as_json[0] == 0
+    answer = json.loads(as_json[1])
+    assert answer["total_size"] == 13 and [i["input"] for i in answer["items"]] == inputs
+
+
+
+def test_a_vision_import_with_failures_serves_their_statuses_and_the_true_count(world, capsys):
+    submit, poll, store, sim, http = world
+    # More failures than the record keeps (1,000): the count stays true, the list is the first 1,000.
+    op = sim.create(kind="vision", running_s=0.3, items=1100, failed_items=1050)
+    record, _ = submit.submit({"url": op["url"], "policy": FAST})
+    final = poll_until(poll, store, record.id, lambda r: r.state.terminal)
+    assert final.state.value == "SUCCEEDED"  # SUCCESSFUL: some lines went through
+    assert final.items == {"total": 1100, "failed": 1050, "failed_kept": 1000}
+
+    pages = every_failed_item(http, record.id, page_size=400)
+    assert [len(p["items"]) for p in pages] == [400, 400, 200]
+    assert {(p["total_size"], p["kept"]) for p in pages} == {(1050, 1000)}
+    served_items = [item for p in pages for item in p["items"]]
+    assert [i["index"] for i in served_items] == list(range(1000))  # the lines of the import CSV
+    assert [i["status"] for i in served_items] == [
+        {"code": 3, "message": f"Image gs://sim-input/img-{n}.jpg could not be read."} for n in range(1000)]
+    assert not any(i.get("input") for i in served_items)  # a failed line is paired with no image
+
+    with served(http.application) as url:
+        code, out = lrowatch(capsys, "items", record.id, "--failed", "--json", "--url", url)
+    assert code == 0 and json.loads(out) == {"items": served_items, "total_size": 1050}
