@@ -24,12 +24,11 @@ three checkpoints, on every seed of SEEDS.
 """
 from __future__ import annotations
 
-import math
 import random
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
-from bench.p2_lag_cost import EPOCH, SEED, Op, Reporting, _pct, learn, log_uniform, mixed_kinds, steered
+from bench.p2_lag_cost import EPOCH, SEED, Op, Reporting, _pct, learn, log_uniform, mixed_kinds, run_lrowatch
 from functions.domain import adaptive, eta
 from functions.domain.adaptive import DurationStats
 from functions.domain.policy import Policy
@@ -47,18 +46,12 @@ SWEEP_WEIGHTS = (0.0, 0.1, 0.2, 0.25, 0.3, 0.5, 0.75, 1.0)
 
 
 def poll_times(op: Op, policy: Policy, stats: DurationStats | None, rng: random.Random,
-               progress: Reporting | None = None) -> list[float]:
-    """Times of the polls that saw the operation still running (as bench.p2_lag_cost.run_lrowatch),
-    steered by the progress trend when the operation reports one."""
-    t = adaptive.first_poll_delay(stats, policy)
-    times, calls, samples = [], 0, None
-    while t < op.duration_s:
-        calls += 1
-        times.append(t)
-        delay = adaptive.next_delay(stats, t, calls, policy, rng)
-        if progress is not None:
-            delay, samples, _ = steered(delay, t, samples, progress.percent(t), stats, policy, rng)
-        t += delay
+               progress: Reporting | None = None, ends: DurationStats | None = None) -> list[float]:
+    """Times of the polls that saw the operation still running, on bench.p2_lag_cost.run_lrowatch's
+    schedule: steered by the progress trend when the operation reports one, its finish counted in `ends`."""
+    times: list[float] = []
+    run_lrowatch(op.duration_s, policy, rng, stats, progress=progress.percent if progress else None, ends=ends,
+                 polls=times)
     return times
 
 
@@ -97,10 +90,12 @@ def evaluate(ops: list[Op], stats: dict[str, DurationStats], policy: Policy, see
     inside = {f: {s: [] for s in STRATEGIES} for f in MOMENTS}
     answered = {f: {s: 0 for s in STRATEGIES} for f in MOMENTS}
     moments = {f: 0 for f in MOMENTS}
+    # As deployed, each kind counts its progress finishes as they come (p2_lag_cost.progress_steering).
+    counting = {kind: DurationStats.from_dict(s.to_dict()) for kind, s in stats.items()}
     for op in ops:
-        kind_stats = stats.get(op.kind)
+        kind_stats = counting.get(op.kind)
         progress = Reporting(op.duration_s, rng) if reporting else None
-        polls = poll_times(op, policy, kind_stats, rng, progress)
+        polls = poll_times(op, policy, kind_stats, rng, progress, kind_stats if reporting else None)
         fractions = {f: f for f in CHECKPOINTS} | {RANDOM: moment_rng.random()}
         last = {f: max((i for i, t in enumerate(polls) if t <= share * op.duration_s), default=None)
                 for f, share in fractions.items()}

@@ -97,10 +97,11 @@ class Reporting:
 def run_lrowatch(d: float, policy: Policy, rng: random.Random, stats: DurationStats | None = None,
                  gaps: bool = False, offset_s: float = 0.0, trace: list | None = None,
                  progress: Callable[[float], int] | None = None,
-                 ends: DurationStats | None = None) -> tuple[float, int]:
+                 ends: DurationStats | None = None, polls: list | None = None) -> tuple[float, int]:
     """`progress`: the operation's progressPercent at a time; given, each delay is steered by the
     estimate from its trend as functions.domain.tracking does. `ends`: where its finish is counted
-    as before or after the soonest end its trend allowed (functions.domain.learning.progress_end)."""
+    as early or not (functions.domain.learning.progress_end). `polls`: gets the time of every poll
+    that saw it running."""
     def served(t: float) -> float:
         # With minutely runs, a poll due between runs waits for the next run.
         if not gaps:
@@ -109,7 +110,7 @@ def run_lrowatch(d: float, policy: Policy, rng: random.Random, stats: DurationSt
         return t if phase < RUN_ACTIVE_S else t + (SCHEDULE_PERIOD_S - phase)
 
     t = served(adaptive.first_poll_delay(stats, policy) if stats is not None else policy.initial_delay_s)
-    calls, samples, soonest_at = 0, None, None
+    calls, samples, soonest_at, last_t = 0, None, None, 0.0
     while True:
         calls += 1
         if t >= d:
@@ -120,6 +121,8 @@ def run_lrowatch(d: float, policy: Policy, rng: random.Random, stats: DurationSt
             return t - d, calls
         if trace is not None:
             trace[:] = [t]
+        if polls is not None:
+            polls.append(t)
         if stats is not None:
             delay = adaptive.next_delay(stats, t, calls, policy, rng)
         else:
