@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("items", parents=[common], help="list an operation's failed items",
                        description="Prints the failed items' inputs one per line (e.g. gs:// URIs), ready to "
-                                   "resubmit; --csv adds index, status code and message; --json the whole items.")
+                                   "resubmit (an item without an input, as a Vision import's, as 'csv line N: "
+                                   "status'); --csv adds index, status code and message; --json the whole items.")
     _operation_args(p)
     p.add_argument("--failed", action="store_true",
                    help="the failed items (the default: lrowatch keeps only the failed ones)")
@@ -162,8 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         if args.json and exc.body:
             render.as_json(exc.body, sys.stderr)
-        print(f"error: {exc.message}", file=sys.stderr)
+        # The message may quote the server's answer: its control characters are written out, not run.
+        print(f"error: {render.visible(exc.message)}", file=sys.stderr)
         if exc.hint:
-            print(f"  → {exc.hint}", file=sys.stderr)
+            print(f"  → {render.visible(exc.hint)}", file=sys.stderr)
         return exc.exit_code
 

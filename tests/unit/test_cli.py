@@ -236,3 +236,15 @@ def test_services_with_an_unknown_api_is_a_usage_error(capsys):
 
     assert main(["services", "evil.com"]) == 2
     assert "publishes no long-running operations" in capsys.readouterr().err
+
+
+def test_an_error_message_quoting_the_servers_answer_writes_its_control_characters_out(capsys, monkeypatch):
+    from functions.cli import commands, main
+
+    def refused(args, client):
+        raise api._error(Response(400, {"error": {"code": 400, "status": "X", "message": "bad\x1b[2J\u202e"}}))
+
+    monkeypatch.setattr(commands, "status", refused)
+    assert main(["status", "0" * 32, "--url", "https://lrowatch.example"]) == 1
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\u202e" not in err and "bad\\x1b[2J\\u202e" in err
