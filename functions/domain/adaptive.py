@@ -25,12 +25,13 @@ How the schedule uses it:
   widens again. No gap ever exceeds policy.max_delay_s.
 - an operation that reports progress says more about itself than its kind
   does: steered_delay skips the polls planned before the soonest end its trend
-  allows (functions.domain.eta) and polls densely from there. On P2's mixed
-  kinds reporting progress that takes 0.28x the GETs at the same lag. An API
-  whose progress understates how far it is would have its finishes seen up to
-  policy.max_delay_s late, so each kind counts its finishes that came before
-  the soonest end their trend allowed, and past PROGRESS_EARLY_SHARE of them
-  its progress no longer steers (docs/benchmarks.md, "Steered by progress").
+  allows (functions.domain.eta) and polls densely from there. A trend can be
+  wrong (an API whose progress understates how far it is would have its
+  finishes seen up to policy.max_delay_s late), so each kind counts its
+  finishes that came before the soonest end their trend allowed (came_early),
+  and past PROGRESS_EARLY_SHARE of them its progress no longer steers. On P2's
+  mixed kinds reporting progress: 0.75-0.80x the GETs at the same lag, every
+  kind within the promise (docs/benchmarks.md, "Steered by progress").
 """
 from __future__ import annotations
 
