@@ -29,7 +29,8 @@ How the schedule uses it:
   wrong (an API whose progress understates how far it is would have its
   finishes seen up to policy.max_delay_s late), so each kind counts its
   finishes that came before the soonest end their trend allowed (came_early),
-  and past PROGRESS_EARLY_SHARE of them its progress no longer steers. On P2's
+  and past PROGRESS_EARLY_SHARE of them its progress no longer steers (until
+  the share falls back: finishes keep being counted either way). On P2's
   mixed kinds reporting progress: 0.75-0.80x the GETs at the same lag, every
   kind within the promise (docs/benchmarks.md, "Steered by progress").
 """
