@@ -90,6 +90,7 @@ def evaluate(ops: list[Op], stats: dict[str, DurationStats], policy: Policy, see
     inside = {f: {s: [] for s in STRATEGIES} for f in MOMENTS}
     answered = {f: {s: 0 for s in STRATEGIES} for f in MOMENTS}
     moments = {f: 0 for f in MOMENTS}
+    early_reads = []  # (duration, elapsed at the poll, kind median, kind 5th percentile) of the paired 25 % reads
     # As deployed, each kind counts its progress finishes as they come (p2_lag_cost.progress_steering).
     counting = {kind: DurationStats.from_dict(s.to_dict()) for kind, s in stats.items()}
     for op in ops:
@@ -111,6 +112,8 @@ def evaluate(ops: list[Op], stats: dict[str, DurationStats], policy: Policy, see
             if any(now_said[s] is None for s in required):
                 continue
             left = op.duration_s * (1 - share)
+            if f == CHECKPOINTS[0]:
+                early_reads.append((op.duration_s, polls[last[f]], kind_stats.quantile(0.5), kind_stats.quantile(0.05)))
             for s in STRATEGIES:
                 if now_said[s] is None:
                     continue
@@ -128,7 +131,23 @@ def evaluate(ops: list[Op], stats: dict[str, DurationStats], policy: Policy, see
                 "err_p50": _pct(errs, 0.5), "err_p90": _pct(errs, 0.9),
                 "coverage": (sum(inside[f][s]) / len(inside[f][s])) if inside[f][s] else None,
             })
-    return {"rows": table, "verdicts": _verdicts(table), "random_verdicts": _verdicts(table, (RANDOM,))}
+    return {"rows": table, "verdicts": _verdicts(table), "random_verdicts": _verdicts(table, (RANDOM,)),
+            "first_checkpoint": _first_checkpoint(early_reads)}
+
+
+def _first_checkpoint(reads: list[tuple[float, float, float, float]]) -> dict | None:
+    """(info) Who is read at 25 % of life, and the best any reading of the kind alone could do there: the single
+    multiple of each kind's median with the lowest median error, fitted on these very operations (an oracle)."""
+    if not reads:
+        return None
+
+    def p50(multiple: float) -> float:
+        return _pct([abs(multiple * median - d) / (d * (1 - CHECKPOINTS[0])) for d, _, median, _ in reads], 0.5)
+
+    best = min((p50(m / 100), m / 100) for m in range(50, 201))
+    return {"reads": len(reads), "elapsed_below_q05": sum(t < q05 for _, t, _, q05 in reads) / len(reads),
+            "duration_over_median_p50": _pct([d / median for d, _, median, _ in reads], 0.5),
+            "oracle_multiple": best[1], "oracle_err_p50": best[0], "median_err_p50": p50(1.0)}
 
 
 def _verdicts(table: list[dict], moments: tuple = CHECKPOINTS) -> dict:
@@ -198,6 +217,7 @@ def run(quick: bool = False, seeds: tuple[int, ...] = SEEDS) -> dict:
             workload = next(w for w in results["workloads"] if w["name"] == name)
             workload["seed_verdicts"][seed] = result["verdicts"]
             workload["seed_random_verdicts"][seed] = result["random_verdicts"]
+            workload.setdefault("seed_first_checkpoint", {})[seed] = result["first_checkpoint"]
     verdicts = [v for w in results["workloads"] for by_seed in w["seed_verdicts"].values()
                 for v in by_seed.values() if v != "n/a"]
     results["weight_sweep"] = {"seed": seeds[0], "rows": weight_sweep(n, seeds[0])}

@@ -263,6 +263,17 @@ def eta_section(r: dict) -> list[str]:
             out.append(f"| {at} | {row['strategy']} | {row['paired']} | {row['answered']:.0%} | "
                        f"{_f(row['err_p50'], 2)} | {_f(row['err_p90'], 2)} | {coverage} |")
         out.append("")
+        first = {seed: x for seed, x in (wl.get("seed_first_checkpoint") or {}).items() if x}
+        if first and not wl.get("progress"):
+            out += ["(info) Who is read at 25 % of life, seed by seed: the operations polled before a quarter of "
+                    "their life, so long ones for their kind. Share read at an elapsed time below their kind's 5th "
+                    "percentile (where having lasted that long says nothing); their durations' median ÷ the kind's; "
+                    "and the best any reading of the kind alone could do there, the one multiple of each kind's "
+                    "median with the lowest median error, fitted on these very operations (an oracle): "
+                    + "; ".join(f"seed {seed}: {x['reads']} reads, {x['elapsed_below_q05']:.0%} below the 5th "
+                                f"percentile, durations {x['duration_over_median_p50']:.2f}× the median, oracle "
+                                f"{x['oracle_multiple']:.2f}× the median: p50 {x['oracle_err_p50']:.3f} vs the "
+                                f"median's {x['median_err_p50']:.3f}" for seed, x in first.items()) + ".", ""]
     sweep = r.get("weight_sweep")
     if sweep:
         names = [k for k in sweep["rows"][0] if k != "weight"]
