@@ -2,6 +2,7 @@ import json
 import random
 
 import pytest
+from hypothesis import given, strategies as st
 
 from functions.domain import adaptive
 from functions.domain.adaptive import DurationStats, first_poll_delay, next_delay, observed_duration
@@ -227,3 +228,17 @@ def test_progress_finishes_round_trip_merge_and_survive_malformed_documents():
     for ends, early, kept in ((3, 9, (3, 3)), (-1, 0, (0, 0)), (True, 1, (0, 0)), ("4", 2, (0, 0)), (5, 2.5, (5, 0))):
         parsed = DurationStats.from_dict({"count": 1, "buckets": {"4": 1}, "progress_ends": ends, "progress_early": early})
         assert (parsed.progress_ends, parsed.progress_early) == kept
+
+
+@given(planned=st.floats(1.0, 120.0), soonest=st.floats(0.0, 1e7), median=st.sampled_from([5.0, 600.0, 20000.0]),
+       jitter=st.sampled_from([0.0, 0.1, 0.5]), known=st.booleans())
+def test_steering_keeps_every_delay_within_the_policy_and_on_the_side_of_the_plan_progress_says(
+        planned, soonest, median, jitter, known):
+    policy = Policy(max_delay_s=120.0, jitter=jitter)
+    stats = stats_of(lognormal(50, median)) if known else None
+    delay = adaptive.steered_delay(planned, soonest, stats, policy, random.Random(0))
+    assert 1.0 <= delay <= policy.max_delay_s
+    if soonest >= planned:
+        assert delay >= planned  # progress says nothing ends before the plan's poll: never sooner
+    else:
+        assert delay <= planned  # it may end before the plan's poll: never later
