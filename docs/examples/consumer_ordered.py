@@ -86,8 +86,9 @@ def act(event: dict, lrowatch_url: str, say: Callable[[str], None] = print) -> N
     if not event["done"]:
         return
     for item in failed_items(event, lrowatch_url):
-        # Document AI names the input document; a Vision import line may name none, only its index.
-        what = item.get("input") or f'line {item["index"]} of the import CSV'
+        # Document AI names the input document; a Vision import line may name none, only its index
+        # (from 0, as Google counts; `lrowatch items` and editors count lines from 1).
+        what = item.get("input") or f'line {item["index"] + 1} of the import CSV'
         say(f'  resubmit {what}: {item["status"].get("message", "")}')
     kept = event.get("items", {}).get("failed_kept")
     if kept is not None:
