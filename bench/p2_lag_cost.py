@@ -117,7 +117,9 @@ def run_lrowatch(d: float, policy: Policy, rng: random.Random, stats: DurationSt
             if trace is not None:
                 trace.append(t)
             if ends is not None and soonest_at is not None:
+                # As learning.progress_end: its end taken midway between the last two polls.
                 ends.add_progress_end(adaptive.came_early(t, soonest_at, t - last_t))
+                ends.add_progress_score((t - last_t) / 2 / (soonest_at - last_t))
             return t - d, calls
         if trace is not None:
             trace[:] = [t]
@@ -360,7 +362,7 @@ def progress_steering(n: int, policy: Policy, seeds: tuple[int, ...] = STEERING_
                          lambda op, rng: run_lrowatch(op.duration_s, policy, rng, stats.get(op.kind)), seed)
 
         def steering(name: str, curve: dict, counted: bool) -> dict:
-            # As deployed, each kind counts its finishes before the soonest end as they come (learning.progress_end).
+            # As deployed, each kind counts and scores its finishes as they come (learning.progress_end).
             kinds = {kind: DurationStats.from_dict(s.to_dict()) for kind, s in stats.items()}
             row = evaluate(name, ops, lambda op, rng: run_lrowatch(
                 op.duration_s, policy, rng, kinds.get(op.kind), progress=curve[id(op)].percent,
@@ -368,10 +370,10 @@ def progress_steering(n: int, policy: Policy, seeds: tuple[int, ...] = STEERING_
             return row | {"early_share": _early_share(kinds) if counted else None}
 
         steered = steering(STEERED, curves, True)
-        trusted = steering("(info) adaptation + progress, always trusted", curves, False)
+        trusted = steering("(info) adaptation + progress, every trend trusted as it is", curves, False)
         misled = steering(f"(info) adaptation + progress that stops at {SHORT_PROGRESS:.0%}", short, True)
-        misled_trusted = steering(f"(info) adaptation + progress that stops at {SHORT_PROGRESS:.0%}, always trusted",
-                                  short, False)
+        misled_trusted = steering(f"(info) adaptation + progress that stops at {SHORT_PROGRESS:.0%}, "
+                                  "every trend trusted as it is", short, False)
         for row in (base, plain, steered, trusted, misled, misled_trusted):
             rows.append({"seed": seed, **row, "lag_p95_vs_api_core": row["lag_p95_s"] / base["lag_p95_s"],
                          "calls_vs_api_core": row["calls_per_op"] / base["calls_per_op"],

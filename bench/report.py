@@ -183,12 +183,14 @@ def p2_section(r: dict) -> list[str]:
                 "up to a quarter of its life, then a front- or back-loaded curve, as in the ETA accuracy workload). "
                 "With a progress trend, the poller skips the polls its plan makes before the soonest end the trend "
                 "allows (never more than max_delay_s apart) and polls densely from there "
-                "(functions/domain/adaptive.py steered_delay). Each kind counts its finishes that came before that "
-                "soonest end after a gap over 15 s (*early*), and once they pass the 5 % the lag promise leaves late, "
-                "its progress no longer steers (adaptive.trusts_progress); the statistics start from the training set "
-                "and count as the test operations finish. *(info)* rows: the same with every trend always trusted, "
-                "and an API whose progress misleads (it stops at 60 % when the operation ends). *Worst kind*: the "
-                "highest lag p95 of any one kind, where the promise (95 % within 15 s) is kept or not.", "",
+                "(functions/domain/adaptive.py steered_delay). Each kind scores its finishes (the time really left at "
+                "the last poll ÷ the soonest end that poll allowed); from 30 scores on, its soonest ends are scaled by "
+                "their 2 % quantile (at most 1: DurationStats.calibration). Until then, once more than 5 % of its "
+                "finishes came before the soonest end after a gap over 15 s (*early*), its progress no longer steers "
+                "(adaptive.trusts_progress). The statistics start from the training set and learn as the test "
+                "operations finish. *(info)* rows: every trend trusted as it is (no calibration, no count), and an "
+                "API whose progress misleads (it stops at 60 % when the operation ends). *Worst kind*: the highest "
+                "lag p95 of any one kind, where the promise (95 % within 15 s) is kept or not.", "",
                 "| seed | strategy | lag p50 s | lag p95 s | worst kind lag p95 s | lag max s | GETs/op | "
                 "GETs ÷ adaptation alone | early | p95 lag ÷ api-core | GETs ÷ api-core | result |",
                 "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]

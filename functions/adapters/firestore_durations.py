@@ -38,6 +38,8 @@ class FirestoreDurations(SideCollection):
             if stats.progress_ends:
                 fields |= {"progress_ends": firestore.Increment(stats.progress_ends),
                            "progress_early": firestore.Increment(stats.progress_early)}
+            if stats.progress_scores:
+                fields["progress_scores"] = {str(i): firestore.Increment(n) for i, n in stats.progress_scores.items()}
             batch.set(self._doc(key), fields, merge=True)
         self.usage.write(len(counted))
         batch.commit()

@@ -26,13 +26,17 @@ How the schedule uses it:
 - an operation that reports progress says more about itself than its kind
   does: steered_delay skips the polls planned before the soonest end its trend
   allows (functions.domain.eta) and polls densely from there. A trend can be
-  wrong (an API whose progress understates how far it is would have its
-  finishes seen up to policy.max_delay_s late), so each kind counts its
-  finishes that came before the soonest end their trend allowed (came_early),
-  and past PROGRESS_EARLY_SHARE of them its progress no longer steers (until
-  the share falls back: finishes keep being counted either way). On P2's
-  mixed kinds reporting progress: 0.75-0.80x the GETs at the same lag, every
-  kind within the promise (docs/benchmarks.md, "Steered by progress").
+  wrong (back-loaded curves end sooner than a straight line says; an API
+  whose progress understates how far it is would have its finishes seen up
+  to policy.max_delay_s late). So each kind scores its finishes: the time
+  really left at the last poll ÷ the soonest end that poll allowed. From
+  CALIBRATION_MIN scores on, the soonest end is scaled by their
+  CALIBRATION_SHARE quantile (DurationStats.calibration); before that, a kind
+  whose finishes keep coming before the soonest end (came_early) is not
+  steered at all (trusts_progress). On P2's mixed kinds reporting progress:
+  about 0.4x the GETs at the same lag, every kind within the promise; an API
+  whose progress misleads is polled as its plan says (docs/benchmarks.md,
+  "Steered by progress").
 """
 from __future__ import annotations
 
@@ -61,9 +65,18 @@ DENSE_MAX_S = 15.0
 LAG_SHARE = 0.95
 SMOOTHING = 2  # buckets either side (half a doubling) when planning on the histogram
 TAIL_GROWTH = 0.25  # past the window, spacing grows by this fraction of the time past it
-# Steering by progress is trusted until more of a kind's finishes with a progress trend than the lag
-# promise leaves late came before the soonest end their trend allowed, past a gap wide enough to be
-# seen late (came_early; at least PROGRESS_EARLY_MIN of them, so that a few odd ones do not decide).
+# Steering by progress is calibrated per kind: each finish with a trend scores the time it really had
+# left at its last poll ÷ the soonest end that poll's trend allowed. From CALIBRATION_MIN scores on,
+# the soonest end is scaled by their CALIBRATION_SHARE quantile (at most 1), so that no more than that
+# share of finishes come before it, whatever the shape of the API's progress.
+CALIBRATION_SHARE = 0.02
+CALIBRATION_MIN = 30
+SCORE_BUCKETS_PER_DOUBLING = 4
+SCORE_OFFSET = 64  # bucket index of a score of 1; scores outside 2^-16..2^16 are clamped
+SCORE_TOP = 2 * SCORE_OFFSET
+# Until then, a kind's trends are trusted until more of its finishes than the lag promise leaves late
+# came before the soonest end their trend allowed, past a gap wide enough to be seen late
+# (came_early; at least PROGRESS_EARLY_MIN of them, so that a few odd ones do not decide).
 PROGRESS_EARLY_SHARE = 1.0 - LAG_SHARE
 PROGRESS_EARLY_MIN = 5
 
@@ -92,6 +105,8 @@ class DurationStats:
     # Finishes of operations with a progress trend, and how many of them came before its soonest end.
     progress_ends: int = 0
     progress_early: int = 0
+    # Those finishes' scores (time really left ÷ the soonest end allowed), a log-histogram.
+    progress_scores: dict[int, int] = field(default_factory=dict)
     _quantiles: dict = field(default_factory=dict, init=False, repr=False, compare=False)
     _plans: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -113,10 +128,37 @@ class DurationStats:
         self.progress_early += bool(early)
         return self
 
+    def add_progress_score(self, score: float) -> "DurationStats":
+        """Count a finish's score: the time it really had left at its last poll ÷ that poll's soonest end."""
+        if isinstance(score, (int, float)) and score == score and score >= 0:
+            index = _score_bucket(float(score))
+            self.progress_scores[index] = self.progress_scores.get(index, 0) + 1
+        return self
+
+    @property
+    def calibrated(self) -> bool:
+        return sum(self.progress_scores.values()) >= CALIBRATION_MIN
+
+    def calibration(self) -> float:
+        """The factor for this kind's soonest ends: 1 below CALIBRATION_MIN scores, else the lower edge of
+        the bucket holding the CALIBRATION_SHARE quantile of its scores, at most 1."""
+        scored = sum(self.progress_scores.values())
+        if scored < CALIBRATION_MIN:
+            return 1.0
+        target, seen = CALIBRATION_SHARE * scored, 0
+        for index in sorted(self.progress_scores):
+            seen += self.progress_scores[index]
+            if seen >= target:
+                return min(_score_edge(index), 1.0)
+        return 1.0
+
     def merge(self, other: "DurationStats") -> "DurationStats":
         """A new summary holding both (commutative, associative)."""
+        scores = dict(self.progress_scores)
+        for index, n in other.progress_scores.items():
+            scores[index] = scores.get(index, 0) + n
         merged = DurationStats(self.count + other.count, dict(self.buckets), self.progress_ends + other.progress_ends,
-                               self.progress_early + other.progress_early)
+                               self.progress_early + other.progress_early, scores)
         for index, n in other.buckets.items():
             merged.buckets[index] = merged.buckets.get(index, 0) + n
         while merged.count > MAX_COUNT:
@@ -162,6 +204,8 @@ class DurationStats:
         raw = {"count": self.count, "buckets": {str(i): n for i, n in sorted(self.buckets.items())}}
         if self.progress_ends:
             raw |= {"progress_ends": self.progress_ends, "progress_early": self.progress_early}
+        if self.progress_scores:
+            raw["progress_scores"] = {str(i): n for i, n in sorted(self.progress_scores.items())}
         return raw
 
     @classmethod
@@ -180,11 +224,34 @@ class DurationStats:
         ends, early = (raw.get(k) for k in ("progress_ends", "progress_early"))
         ends = ends if _counted(ends) and ends > 0 else 0
         early = min(early, ends) if _counted(early) and early > 0 else 0
-        return cls(sum(buckets.values()), buckets, ends, early)
+        return cls(sum(buckets.values()), buckets, ends, early, _counts(raw.get("progress_scores"), SCORE_TOP))
 
 
 def _counted(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _counts(raw: Any, top: int) -> dict[int, int]:
+    """A stored {"index": count} map: entries that are not a positive count at an index in 0..top dropped."""
+    kept: dict[int, int] = {}
+    for key, value in (raw.items() if isinstance(raw, Mapping) else ()):
+        try:
+            index = int(key)
+        except (TypeError, ValueError):
+            continue
+        if 0 <= index <= top and _counted(value) and value > 0:
+            kept[index] = value
+    return kept
+
+
+def _score_bucket(score: float) -> int:
+    if score <= 0:
+        return 0
+    return min(max(math.floor(SCORE_BUCKETS_PER_DOUBLING * math.log2(score)) + SCORE_OFFSET, 0), SCORE_TOP)
+
+
+def _score_edge(index: int) -> float:
+    return 2.0 ** ((index - SCORE_OFFSET) / SCORE_BUCKETS_PER_DOUBLING)
 
 
 def share_above(lo: float, hi: float, duration_s: float) -> float:
@@ -335,7 +402,9 @@ def steered_delay(planned_s: float, soonest_s: float, stats: DurationStats | Non
     operations usually end; progress says where this one will. Polls planned before `soonest_s` find
     nothing, so they are skipped, up to policy.max_delay_s; a sparse gap planned past it lands on it
     instead, and from there polls are dense, as in a dense stretch."""
-    if not trusts_progress(stats):
+    if stats is not None and stats.calibrated:
+        soonest_s *= stats.calibration()  # what this kind's finishes showed of its trends
+    elif not trusts_progress(stats):
         return planned_s
     if soonest_s >= planned_s:
         return max(planned_s, _shortened(min(soonest_s, policy.max_delay_s), policy, rng))

@@ -10,6 +10,7 @@ service and location — the summary that places the first poll of a new one.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from functions.domain import adaptive, eta
@@ -49,10 +50,18 @@ def finished_duration(before: Record, after: Record, now: datetime) -> float | N
     return adaptive.observed_duration(before.submitted_at.timestamp(), last_running, now.timestamp())
 
 
-def progress_end(before: Record, after: Record, now: datetime) -> bool | None:
-    """For a finish this poll saw, of an operation whose last poll had a progress trend: whether the poll
-    that saw it was due no later than the soonest end that trend allowed (so it ended before it), after
-    a gap wide enough to have seen it late (adaptive.came_early, trusts_progress). None for other finishes."""
+@dataclass(frozen=True)
+class ProgressEnd:
+    """What a finish says of its kind's progress trends (adaptive.steered_delay)."""
+
+    early: bool  # the poll that saw it was due by the soonest end allowed, after a gap it could be late in
+    score: float  # the time it really had left at its last poll ÷ the soonest end that poll allowed
+
+
+def progress_end(before: Record, after: Record, now: datetime) -> ProgressEnd | None:
+    """For a finish this poll saw, of an operation whose last poll had a progress trend: whether it came
+    early for that trend (adaptive.came_early, trusts_progress) and its score (DurationStats.calibration),
+    its end taken midway between that poll and this one, as its duration is. None for other finishes."""
     if finished_duration(before, after, now) is None or before.eta_basis not in eta.PROGRESS_BASES:
         return None
     if before.last_polled_at is None or None in (before.eta_low, before.eta, before.eta_high):
@@ -60,9 +69,12 @@ def progress_end(before: Record, after: Record, now: datetime) -> bool | None:
     left = [(when - before.last_polled_at).total_seconds() for when in (before.eta_low, before.eta, before.eta_high)]
     if min(left) <= 0:
         return None
-    soonest = before.last_polled_at + timedelta(seconds=eta.Remaining(*left).soonest + SOONEST_SLACK_S)
+    soonest_s = eta.Remaining(*left).soonest
+    soonest = before.last_polled_at + timedelta(seconds=soonest_s + SOONEST_SLACK_S)
     gap = (before.next_poll_at - before.last_polled_at).total_seconds()
-    return adaptive.came_early(before.next_poll_at.timestamp(), soonest.timestamp(), gap)
+    really_left = (now - before.last_polled_at).total_seconds() / 2
+    return ProgressEnd(adaptive.came_early(before.next_poll_at.timestamp(), soonest.timestamp(), gap),
+                       really_left / soonest_s)
 
 
 def first_poll_at(record: Record, stats: DurationStats | None) -> datetime | None:

@@ -82,12 +82,12 @@ class LearntSchedule:
         duration = learning.finished_duration(before, after, now)
         if duration is None:
             return
-        early = learning.progress_end(before, after, now)
+        progress = learning.progress_end(before, after, now)
         with self._lock:
             for key in filter(None, (learning.kind_key(after), learning.any_kind_key(after))):
                 stats = self._learnt.setdefault(key, DurationStats()).add(duration)
-                if early is not None:
-                    stats.add_progress_end(early)
+                if progress is not None:
+                    stats.add_progress_end(progress.early).add_progress_score(progress.score)
 
     def save(self) -> None:
         with self._lock:

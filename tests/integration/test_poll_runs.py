@@ -125,11 +125,13 @@ def test_finishes_that_came_before_their_progress_trend_allowed_are_counted_by_c
     durations = FirestoreDurations(store, settings.durations_collection)
     key = "speech.googleapis.com~LongRunningRecognizeMetadata~global"
     first = DurationStats().add(100, 3).add_progress_end(True).add_progress_end(False).add_progress_end(False)
-    second = DurationStats().add(200).add_progress_end(True)
+    first.add_progress_score(0.5).add_progress_score(2.0).add_progress_score(2.0)
+    second = DurationStats().add(200).add_progress_end(True).add_progress_score(2.0)
     durations.add({key: first})
     durations.add({key: second})
     read = durations.read([key])[key]
     assert (read.count, read.progress_ends, read.progress_early) == (4, 4, 2)
+    assert sorted(read.progress_scores.values()) == [1, 3]
     assert read == first.merge(second)
 
 

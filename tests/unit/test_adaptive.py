@@ -242,3 +242,46 @@ def test_steering_keeps_every_delay_within_the_policy_and_on_the_side_of_the_pla
         assert delay >= planned  # progress says nothing ends before the plan's poll: never sooner
     else:
         assert delay <= planned  # it may end before the plan's poll: never later
+
+
+def test_once_enough_finishes_are_scored_the_soonest_end_is_scaled_by_their_low_quantile():
+    stats = stats_of(lognormal(200, 600.0))
+    for _ in range(adaptive.CALIBRATION_MIN - 1):
+        stats.add_progress_score(0.5)
+    assert not stats.calibrated and stats.calibration() == 1.0
+    assert adaptive.steered_delay(15.0, 100.0, stats, POLICY) == 100.0
+    stats.add_progress_score(0.5)
+    assert stats.calibrated
+    assert stats.calibration() == pytest.approx(0.5, rel=0.2)  # a bucket's lower edge: never above the scores
+    assert stats.calibration() <= 0.5
+    assert adaptive.steered_delay(15.0, 100.0, stats, POLICY) == pytest.approx(100.0 * stats.calibration())
+
+
+def test_the_calibration_takes_the_low_tail_and_never_stretches_the_soonest_end():
+    stats = DurationStats()
+    for score in [0.1] + [3.0] * 99:
+        stats.add_progress_score(score)
+    assert stats.calibration() == 1.0  # 1 in 100 below 1: under CALIBRATION_SHARE, and never above 1
+    for _ in range(3):
+        stats.add_progress_score(0.1)
+    assert stats.calibration() <= 0.1
+
+
+def test_a_calibrated_kind_is_steered_by_its_calibration_not_by_its_early_count():
+    stats = stats_of(lognormal(200, 600.0))
+    for _ in range(20):
+        stats.add_progress_end(True)  # untrusted by the count
+    assert adaptive.steered_delay(15.0, 500.0, stats, POLICY) == 15.0
+    for _ in range(adaptive.CALIBRATION_MIN):
+        stats.add_progress_score(0.25)
+    assert adaptive.steered_delay(15.0, 400.0, stats, POLICY) == pytest.approx(400.0 * stats.calibration())
+
+
+def test_scores_round_trip_merge_and_survive_malformed_documents():
+    stats = DurationStats().add(100.0).add_progress_score(0.5).add_progress_score(1e9).add_progress_score(0.0)
+    assert set(stats.progress_scores) == {adaptive.SCORE_OFFSET - 4, adaptive.SCORE_TOP, 0}
+    assert DurationStats.from_dict(json.loads(json.dumps(stats.to_dict()))) == stats
+    assert sum(stats.merge(stats).progress_scores.values()) == 6
+    for bad in ({"-1": 3}, {"999": 3}, {"x": 3}, {"60": -2}, {"60": True}, "nope"):
+        assert DurationStats.from_dict({"count": 1, "buckets": {"4": 1}, "progress_scores": bad}).progress_scores == {}
+    assert DurationStats().add_progress_score(float("nan")).add_progress_score(-1).progress_scores == {}

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from functions.domain import learning
+import pytest
+
+from functions.domain import eta, learning
 from functions.domain.adaptive import DurationStats
 from functions.domain.policy import Policy
 from functions.domain.states import State
@@ -72,13 +74,19 @@ def test_a_finish_seen_by_a_poll_due_no_later_than_the_soonest_end_its_trend_all
     before = steered_record(10, 11)  # 1 % per 10 s: the next poll skipped ahead to the soonest end
     assert before.next_poll_at > before.last_polled_at + timedelta(seconds=60)
     done = before.with_changes(state=State.SUCCEEDED)
-    assert learning.progress_end(before, done, before.next_poll_at) is True
+    end = learning.progress_end(before, done, before.next_poll_at)
+    assert end.early is True
+    # Its end is taken midway through the gap: it had half the gap left, under half the soonest end it skipped to.
+    assert end.score == pytest.approx(0.5, rel=0.02)
 
 
 def test_a_finish_after_the_soonest_end_did_not_come_early():
     before = steered_record(80, 90)
     soon = before.with_changes(next_poll_at=before.eta)  # due at the estimate itself: past the soonest end
-    assert learning.progress_end(soon, soon.with_changes(state=State.SUCCEEDED), before.eta) is False
+    end = learning.progress_end(soon, soon.with_changes(state=State.SUCCEEDED), before.eta)
+    assert end.early is False
+    left = [(when - before.last_polled_at).total_seconds() for when in (before.eta_low, before.eta, before.eta_high)]
+    assert end.score == pytest.approx(left[1] / 2 / eta.Remaining(*left).soonest)  # its end midway to the poll
 
 
 def test_finishes_without_a_progress_trend_or_that_we_cancelled_say_nothing_about_progress():

@@ -30,6 +30,7 @@ def test_a_finish_that_came_before_its_trends_soonest_end_is_counted_with_its_du
     [added] = kept.added
     for key in (learning.kind_key(before), learning.any_kind_key(before)):
         assert (added[key].count, added[key].progress_ends, added[key].progress_early) == (2, 2, 1)
+        assert sum(added[key].progress_scores.values()) == 2
 
 
 def test_a_finish_without_a_progress_trend_adds_its_duration_alone():
