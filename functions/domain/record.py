@@ -229,8 +229,11 @@ def _json_text(name: str, value: Any) -> str:
 
 
 def _stored_bytes(name: str, value: Any) -> int:
-    """What a JSON field costs in the document: Firestore counts a string's UTF-8 bytes."""
-    return 0 if value is None else len(_json_text(name, value).encode())
+    """What a JSON field costs in the document: Firestore counts a string's UTF-8 bytes. The
+    other fields are escaped to ASCII, so their length is their size: no copy on every poll."""
+    if name != "failed_items" or value is None:
+        return _size(value)
+    return len(items.stored_text(value).encode())
 
 
 def fits(value: Any, limit: int = RECORD_JSON_LIMIT) -> bool:
