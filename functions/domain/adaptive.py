@@ -142,10 +142,9 @@ class DurationStats:
     def calibration(self) -> float:
         """The factor for this kind's soonest ends: 1 below CALIBRATION_MIN scores, else the lower edge of
         the bucket holding the CALIBRATION_SHARE quantile of its scores, at most 1."""
-        scored = sum(self.progress_scores.values())
-        if scored < CALIBRATION_MIN:
+        if not self.calibrated:
             return 1.0
-        target, seen = CALIBRATION_SHARE * scored, 0
+        target, seen = CALIBRATION_SHARE * sum(self.progress_scores.values()), 0
         for index in sorted(self.progress_scores):
             seen += self.progress_scores[index]
             if seen >= target:
@@ -154,13 +153,9 @@ class DurationStats:
 
     def merge(self, other: "DurationStats") -> "DurationStats":
         """A new summary holding both (commutative, associative)."""
-        scores = dict(self.progress_scores)
-        for index, n in other.progress_scores.items():
-            scores[index] = scores.get(index, 0) + n
-        merged = DurationStats(self.count + other.count, dict(self.buckets), self.progress_ends + other.progress_ends,
-                               self.progress_early + other.progress_early, scores)
-        for index, n in other.buckets.items():
-            merged.buckets[index] = merged.buckets.get(index, 0) + n
+        merged = DurationStats(self.count + other.count, _summed(self.buckets, other.buckets),
+                               self.progress_ends + other.progress_ends, self.progress_early + other.progress_early,
+                               _summed(self.progress_scores, other.progress_scores))
         while merged.count > MAX_COUNT:
             merged._halve()
         return merged
@@ -213,35 +208,37 @@ class DurationStats:
         """Tolerant: malformed entries are dropped rather than failing a poll."""
         if not isinstance(raw, Mapping):
             return cls()
-        buckets: dict[int, int] = {}
-        for key, value in (raw.get("buckets") or {}).items():
-            try:
-                index = int(key)
-            except (TypeError, ValueError):
-                continue
-            if _counted(value) and value > 0:
-                buckets[index] = value
+        buckets = _counts(raw.get("buckets"))
         ends, early = (raw.get(k) for k in ("progress_ends", "progress_early"))
         ends = ends if _counted(ends) and ends > 0 else 0
         early = min(early, ends) if _counted(early) and early > 0 else 0
-        return cls(sum(buckets.values()), buckets, ends, early, _counts(raw.get("progress_scores"), SCORE_TOP))
+        return cls(sum(buckets.values()), buckets, ends, early, _counts(raw.get("progress_scores"), 0, SCORE_TOP))
 
 
 def _counted(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _counts(raw: Any, top: int) -> dict[int, int]:
-    """A stored {"index": count} map: entries that are not a positive count at an index in 0..top dropped."""
+def _counts(raw: Any, lowest: float = -math.inf, highest: float = math.inf) -> dict[int, int]:
+    """A stored {"index": count} histogram: entries that are not a positive count at an index in
+    lowest..highest dropped (a malformed document must not fail a poll)."""
     kept: dict[int, int] = {}
     for key, value in (raw.items() if isinstance(raw, Mapping) else ()):
         try:
             index = int(key)
         except (TypeError, ValueError):
             continue
-        if 0 <= index <= top and _counted(value) and value > 0:
+        if lowest <= index <= highest and _counted(value) and value > 0:
             kept[index] = value
     return kept
+
+
+def _summed(a: Mapping[int, int], b: Mapping[int, int]) -> dict[int, int]:
+    """Two histograms' counts added bucket by bucket."""
+    total = dict(a)
+    for index, n in b.items():
+        total[index] = total.get(index, 0) + n
+    return total
 
 
 def _score_bucket(score: float) -> int:

@@ -285,3 +285,7 @@ def test_scores_round_trip_merge_and_survive_malformed_documents():
     for bad in ({"-1": 3}, {"999": 3}, {"x": 3}, {"60": -2}, {"60": True}, "nope"):
         assert DurationStats.from_dict({"count": 1, "buckets": {"4": 1}, "progress_scores": bad}).progress_scores == {}
     assert DurationStats().add_progress_score(float("nan")).add_progress_score(-1).progress_scores == {}
+
+
+def test_a_document_whose_buckets_are_not_a_map_reads_as_nothing_learnt():
+    assert DurationStats.from_dict({"count": 3, "buckets": ["4", 3]}) == DurationStats()
