@@ -135,8 +135,9 @@ def test_the_consumer_reads_the_eta_and_every_failed_input_to_resubmit(stack, si
     said: list[str] = []
 
     def act(event: dict) -> None:
-        events.append(event)
+        # Seen only once acted on: the wait below must not end while the final event's items are still paging.
         consumer.act(event, stack.urls["submit"], said.append)
+        events.append(event)
 
     def seen(key: str, state: str) -> bool:
         return any(e["operation"]["id"] == ids[key] and e["state"] == state for e in events)
