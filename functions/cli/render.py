@@ -83,6 +83,7 @@ def record(op: dict, out: TextIO | None = None) -> None:
         ("cancel", _cancel(cancel)),
         ("labels", ", ".join(f"{k}={v}" for k, v in (op.get("labels") or {}).items()) or None),
         ("correlation id", op.get("correlation_id")),
+        ("started", op.get("started_at")),  # by its API, when before the submission (README "eta")
         ("submitted", op.get("submitted_at")),
         ("updated", op.get("updated_at")),
         ("next poll", op.get("next_poll_at")),

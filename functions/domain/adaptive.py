@@ -258,15 +258,16 @@ def share_above(lo: float, hi: float, duration_s: float) -> float:
     return 0.0 if duration_s >= hi else math.log(hi / duration_s) / math.log(hi / lo)
 
 
-def observed_duration(submitted_s: float, last_running_s: float | None, done_s: float) -> float:
-    """Duration to record for an operation seen done at `done_s` (all times in seconds, any origin).
+def observed_duration(start_s: float, last_running_s: float | None, done_s: float) -> float:
+    """Duration to record for an operation started at `start_s` and seen done at `done_s` (all times
+    in seconds, any origin).
 
     The operation finished somewhere between the last poll that saw it running
     and the poll that saw it done: the midpoint removes the polling lag that
     would otherwise inflate every learnt duration (and push first polls late).
     """
-    start = submitted_s if last_running_s is None else max(last_running_s, submitted_s)
-    return max(0.0, (start + done_s) / 2.0 - submitted_s)
+    after = start_s if last_running_s is None else max(last_running_s, start_s)
+    return max(0.0, (after + done_s) / 2.0 - start_s)
 
 
 def _known(stats: DurationStats | None) -> bool:

@@ -113,6 +113,8 @@ def state_changed(record: Record, previous_state: str, observed_at: datetime) ->
         "submitted_at": rfc3339(record.submitted_at),
         "observed_at": rfc3339(observed_at),
     }
+    if record.started_at is not None:
+        data["started_at"] = rfc3339(record.started_at)
     data.update(record.eta_json())
     if record.items is not None:
         data["items"] = _items(record)

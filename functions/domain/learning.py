@@ -22,6 +22,8 @@ from functions.domain.states import State
 ANY_KIND = "*"
 # The record's times are kept to the millisecond; a poll due at the soonest end lands within this of it.
 SOONEST_SLACK_S = 1.0
+# An operation handed over this long after its API created it and finished at its first poll teaches nothing.
+LATE_HANDOVER_S = 60.0
 # Finishes that say how long the work took (not EXPIRED/TIMED_OUT: those are lrowatch's view).
 _LEARNT = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
 
@@ -43,11 +45,14 @@ def any_kind_key(record: Record) -> str:
 
 
 def finished_duration(before: Record, after: Record, now: datetime) -> float | None:
-    """Seconds the operation took, when this poll is the one that saw it finish."""
+    """Seconds the operation took from its start (Record.started: its API's creation time when known),
+    when this poll is the one that saw it finish."""
     if before.state.terminal or after.state not in _LEARNT or before.cancel:
         return None  # a cancel we asked for says nothing about how long the work takes
     last_running = before.last_polled_at.timestamp() if before.seen and before.last_polled_at else None
-    return adaptive.observed_duration(before.submitted_at.timestamp(), last_running, now.timestamp())
+    if last_running is None and (after.submitted_at - after.started).total_seconds() > LATE_HANDOVER_S:
+        return None  # it may have finished before it was handed over: how long it took is unknown
+    return adaptive.observed_duration(after.started.timestamp(), last_running, now.timestamp())
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,7 @@ class Record:
     eta_low: datetime | None = None
     eta_high: datetime | None = None
     eta_basis: str | None = None  # progress | history | both
+    started_at: datetime | None = None  # when its API says it was created, when that is believable (tracking)
     metadata: dict | None = None
     response: dict | None = None
     truncated: bool = False
@@ -96,6 +97,11 @@ class Record:
     @property
     def url(self) -> str:
         return self.ref.url
+
+    @property
+    def started(self) -> datetime:
+        """When the operation began: its API's own creation time when known, else its submission."""
+        return self.started_at or self.submitted_at
 
     @property
     def poll_policy(self) -> Policy:
@@ -181,6 +187,7 @@ class Record:
             "cancel": self.cancel,
             "completion": self.completion,
             "submitted_at": rfc3339(self.submitted_at),
+            "started_at": rfc3339(self.started_at),
             "updated_at": rfc3339(self.updated_at),
             "last_polled_at": rfc3339(self.last_polled_at),
             "next_poll_at": None if self.state.terminal else rfc3339(self.next_poll_at),

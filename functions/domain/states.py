@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Mapping
 
 from functions.domain import items
@@ -54,6 +55,7 @@ class Observation:
     metadata: dict | None
     response: dict | None
     failed_items: list = field(default_factory=list)  # the first failed items (functions.domain.items)
+    started_at: datetime | None = None  # when the API says the operation was created (start_of)
 
 
 def advance(current: State, observed: State) -> State:
@@ -90,6 +92,38 @@ def provider_state_of(metadata: Mapping[str, Any] | None) -> str | None:
                     state = holder[key]
                     return state if len(state) <= PROVIDER_STATE_MAX and state.isprintable() else None
     return None
+
+
+# When the API says the operation was created or started, in the order looked at (the metadata shapes
+# met across the catalog): createTime in most metadata; startTime (Speech, Firestore admin, Service
+# Management); submitTime (Vision batch, Translation); nested in Vertex AI's genericMetadata /
+# commonMetadata, Datastore admin's common, Spanner's progress.
+_START_KEYS = ("createTime", "startTime", "submitTime")
+_START_HOLDERS = ("genericMetadata", "commonMetadata", "common", "progress")
+TIMESTAMP_MAX = 64  # characters: RFC 3339 with nanoseconds is 30
+
+
+def start_of(metadata: Mapping[str, Any] | None) -> datetime | None:
+    """The first RFC 3339 timestamp (with its offset) found under a start key; anything else is none."""
+    if not isinstance(metadata, Mapping):
+        return None
+    for holder in (metadata, *(metadata.get(h) for h in _START_HOLDERS)):
+        if isinstance(holder, Mapping):
+            for key in _START_KEYS:
+                when = _timestamp(holder.get(key))
+                if when is not None:
+                    return when
+    return None
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if not isinstance(value, str) or len(value) > TIMESTAMP_MAX:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.utcoffset() is not None else None  # RFC 3339 always says its offset
 
 
 def _number(value: Any) -> float | None:
@@ -192,4 +226,4 @@ def normalise(operation: Mapping[str, Any]) -> Observation:
     if state is State.SUCCEEDED:
         progress = 100
     return Observation(state, done, provider_state, progress, error, per_item.summary or _counted_items(metadata),
-                       metadata, response, per_item.failed)
+                       metadata, response, per_item.failed, start_of(metadata))

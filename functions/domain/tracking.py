@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
 
 from functions.domain import adaptive, eta, events
@@ -72,9 +72,12 @@ def _after_answer(record: Record, operation: Mapping[str, Any], now: datetime, r
                   base: dict, rng, stats: DurationStats | None = None) -> Decision:
     seen = normalise(operation)
     state = advance(record.state, seen.state)
-    samples, estimate = _estimate(record, state, seen.progress_percent, now, stats)
+    started_at = record.started_at or believable_start(seen.started_at, record.submitted_at)
+    start = started_at or record.submitted_at
+    samples, estimate = _estimate(record, start, state, seen.progress_percent, now, stats)
     updated = within_limits(record.with_changes(
         **base,
+        started_at=started_at,
         state=state,
         done=seen.done and state.terminal,
         provider_state=seen.provider_state,
@@ -90,33 +93,42 @@ def _after_answer(record: Record, operation: Mapping[str, Any], now: datetime, r
         consecutive_errors=0,
         permanent_errors=0,
         last_error=None,
-        next_poll_at=now + timedelta(seconds=_poll_delay(record, now, stats, rng, estimate)),
+        next_poll_at=now + timedelta(seconds=_poll_delay(record, start, now, stats, rng, estimate)),
         progress_samples=samples,
         **(estimate.fields() if estimate else eta.NO_ESTIMATE),
     ))
     return _with_event(record, updated, now, rules)
 
 
-def _estimate(record: Record, state: State, progress: int | None, now: datetime,
+def believable_start(api_start: datetime | None, submitted_at: datetime) -> datetime | None:
+    """The API's creation time, as the operation's start, when it can be: before the submission
+    (a later one is another clock's: the submission is the start) and no further back than the
+    longest duration learnt. Kept from the first answer that has one: an API cannot move it later."""
+    if api_start is None:
+        return None
+    earliest = submitted_at - timedelta(seconds=adaptive.MAX_DURATION_S)
+    return api_start.astimezone(timezone.utc) if earliest <= api_start < submitted_at else None
+
+
+def _estimate(record: Record, start: datetime, state: State, progress: int | None, now: datetime,
               stats: DurationStats | None) -> tuple[list | None, eta.Estimate | None]:
-    """The progress samples of a running operation, and the completion estimate they and `stats` support."""
+    """The progress samples of a running operation, and the completion estimate they and `stats` support,
+    the time elapsed counted from its `start`."""
     if state is not State.RUNNING:
         return None, None
     samples = eta.add_sample(record.progress_samples, now.timestamp(), progress)
-    elapsed = (now - record.submitted_at).total_seconds()
-    return samples, eta.estimate(now, elapsed, samples, stats)
+    return samples, eta.estimate(now, (now - start).total_seconds(), samples, stats)
 
 
-def _poll_delay(record: Record, now: datetime, stats: DurationStats | None, rng,
+def _poll_delay(record: Record, start: datetime, now: datetime, stats: DurationStats | None, rng,
                 estimate: eta.Estimate | None = None) -> float:
-    """The polling schedule (never the retry schedule): the policy's ramp, or the adaptive one,
-    steered by the operation's own progress trend when it has one."""
+    """The polling schedule (never the retry schedule): the policy's ramp, or the adaptive one on the
+    time elapsed since `start`, steered by the operation's own progress trend when it has one."""
     policy = record.poll_policy
     if stats is None:
         delay = policy.poll_delay(record.polls + 1, rng)
     else:
-        elapsed = (now - record.submitted_at).total_seconds()
-        delay = adaptive.next_delay(stats, elapsed, record.polls + 1, policy, rng)
+        delay = adaptive.next_delay(stats, (now - start).total_seconds(), record.polls + 1, policy, rng)
     if estimate is None or estimate.soonest is None:
         return delay
     return adaptive.steered_delay(delay, (estimate.soonest - now).total_seconds(), stats, policy, rng)

@@ -4,7 +4,8 @@ Pure: no I/O, no clock, no locks. The server owns time and mutable state
 (when a cancel arrived, whether the op was expired by hand) and passes them in.
 
 A script is a timeline: queued for `queued_s`, running for `running_s`, then
-done with `outcome`. A cancel request (unless `ignore_cancel`) cuts the run
+done with `outcome`, from its creation (`created_ago_s` before the script is
+posted: an operation started elsewhere and handed to lrowatch later). A cancel request (unless `ignore_cancel`) cuts the run
 short: the op finishes CANCELLED `cancel_delay_s` after the request.
 """
 from __future__ import annotations
@@ -225,7 +226,8 @@ def parse_script(body: Any, *, now: float, new_id: Callable[[], str]) -> Script:
     if not isinstance(op_type, str):
         raise ScriptError("type and version must be strings")
     return Script(
-        host=host, kind=kind, name=name, type=op_type, created_at=now, version=version,
+        host=host, kind=kind, name=name, type=op_type, created_at=now - _number(body, "created_ago_s", 0.0),
+        version=version,
         prefix=form.prefix if form is not None else "",
         queued_s=_number(body, "queued_s", 0.0), running_s=_number(body, "running_s", 2.0),
         outcome=outcome, error=dict(error) if error else None,

@@ -10,15 +10,19 @@ import json
 import threading
 import time
 from contextlib import contextmanager
+from datetime import datetime
 
 import pytest
 import requests
 
+from functions.adapters.firestore_durations import FirestoreDurations
 from functions.adapters.firestore_store import FirestoreStore
 from functions.cli import main as cli
 from functions.adapters.operations_api import OperationsApi
 from functions.adapters.pubsub_publisher import Publisher
 from functions.config import Settings
+from functions.domain import learning
+from functions.domain.record import rfc3339
 from functions.services.poll import PollService
 from functions.services.submit import SubmitService
 from functions.simulator.client import SimulatorAdmin
@@ -196,3 +200,26 @@ def test_a_vision_import_with_failures_serves_their_statuses_and_the_true_count(
     with served(http.application) as url:
         code, out = lrowatch(capsys, "items", record.id, "--failed", "--json", "--url", url)
     assert code == 0 and json.loads(out) == {"items": served_items, "total_size": 1050}
+
+
+def test_an_operation_handed_over_late_counts_its_time_from_its_apis_start(world, simulator, project_id):
+    """Began elsewhere 10 minutes before it was submitted: the record, GET and its events say when it
+    began, and the duration learnt from its finish counts from then, not from the hand-over."""
+    submit, _, store, sim, http = world
+    settings = Settings(project=project_id, api_base_url=simulator.base_url, poll_budget_s=10)
+    durations = FirestoreDurations(store, settings.durations_collection)
+    poll = PollService(settings, store, OperationsApi(simulator.base_url), Publisher(), durations=durations)
+    op = sim.create(kind="documentai", created_ago_s=600, running_s=605)  # ends ~5 s after the hand-over
+    record, _ = submit.submit({"url": op["url"], "policy": FAST})
+    running = poll_until(poll, store, record.id, lambda r: r.seen)
+    assert running.state.value == "RUNNING"
+    assert running.started_at == datetime.fromisoformat(running.metadata["createTime"])  # kept to the microsecond
+    assert 599 <= (record.submitted_at - running.started_at).total_seconds() <= 610
+    assert http.get(f"/operations/{record.id}").json["started_at"] == rfc3339(running.started_at)
+
+    final = poll_until(poll, store, record.id, lambda r: r.state.terminal)
+    assert final.started_at == running.started_at
+    learnt = durations.read([learning.kind_key(final)])[learning.kind_key(final)]
+    assert learnt.count == 1 and 540 <= learnt.quantile(0.5) <= 680  # ~605 s, not the ~5 s since the hand-over
+    events = pull_messages(project_id, "events-tap", expect=2)
+    assert [e["started_at"] for e in events] == [rfc3339(running.started_at)] * 2

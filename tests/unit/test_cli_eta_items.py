@@ -45,6 +45,14 @@ def test_status_shows_the_eta_and_the_failed_count(monkeypatch):
     assert lines["items"] == "1500 items, 1200 failed (first 1000 kept)"
 
 
+def test_status_shows_when_the_api_says_it_started_only_when_it_said():
+    started, plain = io.StringIO(), io.StringIO()
+    render.record({"id": OP_ID, "state": "RUNNING", "started_at": at(-600), "submitted_at": at(0)}, started)
+    render.record({"id": OP_ID, "state": "RUNNING", "started_at": None, "submitted_at": at(0)}, plain)
+    assert dict(line.split(None, 1) for line in started.getvalue().splitlines())["started"] == at(-600)
+    assert "started" not in plain.getvalue()
+
+
 def test_a_watch_line_shows_the_eta_from_the_events_own_time():
     event = {"type": "lro.state_changed", "operation": {"id": OP_ID}, "sequence": 1, "previous_state": "PENDING",
              "state": "RUNNING", "observed_at": at(0), "eta": at(720), "eta_low": at(480), "eta_high": at(1200),

@@ -96,3 +96,18 @@ def test_finishes_without_a_progress_trend_or_that_we_cancelled_say_nothing_abou
     assert learning.progress_end(before.with_changes(cancel={"state": "sent"}),
                                  before.with_changes(state=State.CANCELLED), before.next_poll_at) is None
     assert learning.progress_end(before, before.with_changes(state=State.TIMED_OUT), before.next_poll_at) is None
+
+
+def test_a_duration_counts_from_the_apis_start_when_the_record_has_one():
+    start = NOW - timedelta(seconds=400)
+    before = make_record(state=State.RUNNING, seen=True, polls=3, last_polled_at=NOW + timedelta(seconds=100),
+                         started_at=start)
+    after = before.with_changes(state=State.SUCCEEDED)
+    assert learning.finished_duration(before, after, NOW + timedelta(seconds=120)) == 510
+
+
+def test_an_operation_handed_over_late_and_already_finished_teaches_no_duration():
+    for handed_over_after, learnt in ((30, 45.0), (learning.LATE_HANDOVER_S + 1, None)):
+        before = make_record(started_at=NOW - timedelta(seconds=handed_over_after))
+        after = before.with_changes(state=State.SUCCEEDED, started_at=before.started_at)
+        assert learning.finished_duration(before, after, NOW + timedelta(seconds=60)) == learnt

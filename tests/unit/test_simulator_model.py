@@ -39,6 +39,7 @@ def test_each_kind_has_a_default_host_and_type():
     {"outcome": "maybe"},
     {"items": 2, "failed_items": 3},
     {"running_s": -1},
+    {"created_ago_s": -5}, {"created_ago_s": "600"},
     {"faults": [{"status": 200}]},
     {"faults": [{"kind": "explode"}]},
     {"error": {"message": "no code"}},
@@ -46,6 +47,13 @@ def test_each_kind_has_a_default_host_and_type():
 def test_invalid_scripts_are_refused(bad):
     with pytest.raises(ScriptError):
         script(**bad)
+
+
+def test_an_operation_created_before_its_script_was_posted_is_that_far_into_its_life():
+    s = script(kind="documentai", created_ago_s=6)
+    assert at(s, 0)["metadata"]["createTime"] == model.rfc3339(T0 - 6)
+    assert at(s, 0)["metadata"]["state"] == "RUNNING"  # queued 1 s, running 10 s, from T0 - 6
+    assert at(s, 5)["done"] is True
 
 
 # ---- Document AI lifecycle

@@ -16,6 +16,7 @@ from functions.domain.states import (
     normalise,
     progress_of,
     provider_state_of,
+    start_of,
 )
 from tests.unit.factories import docai_metadata, docai_status, operation, vision_metadata
 
@@ -375,3 +376,30 @@ def test_progress_is_read_from_each_published_shape(metadata, expected):
 ])
 def test_counted_items_are_summarised(metadata, expected):
     assert normalise(operation(done=True, response={}, metadata=metadata)).items == expected
+
+
+@pytest.mark.parametrize("metadata, expected", [
+    ({"createTime": "2024-05-01T12:00:00.123456789Z"}, "2024-05-01T12:00:00.123456+00:00"),  # Google's nanoseconds
+    ({"startTime": "2024-05-01T14:00:00+02:00"}, "2024-05-01T14:00:00+02:00"),  # Speech, Firestore admin
+    ({"submitTime": "2024-05-01T12:00:00Z"}, "2024-05-01T12:00:00+00:00"),  # Vision batch
+    ({"genericMetadata": {"createTime": "2024-05-01T12:00:00Z"}}, "2024-05-01T12:00:00+00:00"),  # Vertex AI
+    ({"common": {"startTime": "2024-05-01T12:00:00Z"}}, "2024-05-01T12:00:00+00:00"),  # Datastore admin
+    ({"progress": {"startTime": "2024-05-01T12:00:00Z"}}, "2024-05-01T12:00:00+00:00"),  # Spanner
+])
+def test_the_apis_own_start_is_read_from_where_its_metadata_keeps_it(metadata, expected):
+    assert start_of(metadata).isoformat() == expected
+
+
+@pytest.mark.parametrize("value", [
+    "2024-05-01T12:00:00",  # no offset: whose clock?
+    "2024-05-01", "yesterday", "", 1714564800, None, ["2024-05-01T12:00:00Z"], {"seconds": 1},
+    "2024-05-01T12:00:00Z" + " " * 60,  # longer than any timestamp
+    "2024-13-01T12:00:00Z", "\ud800",
+])
+def test_anything_but_an_rfc3339_timestamp_is_no_start(value):
+    assert start_of({"createTime": value}) is None
+    assert start_of({"createTime": value, "startTime": "2024-05-01T12:00:00Z"}).year == 2024  # the next key is read
+
+
+def test_no_metadata_has_no_start():
+    assert start_of(None) is None and start_of(["createTime"]) is None and start_of({"progress": 5}) is None

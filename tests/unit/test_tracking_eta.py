@@ -125,3 +125,45 @@ def test_near_the_end_its_progress_predicts_a_sparse_plan_polls_densely():
     record = after_poll(record, progressing(90), at(110), stats=history_far_off).record
     assert record.eta_basis == "progress"  # history has no duration this short
     assert (record.next_poll_at - at(110)).total_seconds() <= 15.0
+
+
+# ---- the operation's own start: elapsed time counts from its API's createTime, not from the hand-over
+
+def created(seconds_before: float, **extra) -> dict:
+    """A running Document AI operation whose API created it `seconds_before` NOW (the submission)."""
+    return operation(done=False, metadata=docai_metadata(createTime=rfc3339(NOW - timedelta(seconds=seconds_before)),
+                                                         **extra))
+
+
+def test_an_operation_handed_over_late_is_estimated_from_its_apis_start():
+    # The kind takes ~600 s; this one was created 500 s before it was submitted, so at 60 s it is ~560 s in.
+    late = after_poll(make_record(), created(500), at(60), stats=history()).record
+    prompt = after_poll(make_record(), created(0.5), at(60), stats=history()).record
+    assert late.started_at == NOW - timedelta(seconds=500)
+    assert late.to_json()["started_at"] == rfc3339(NOW - timedelta(seconds=500))
+    assert late.eta < prompt.eta  # less left for the one that has run longer
+    assert (late.eta - at(60)).total_seconds() < 400
+
+
+def test_the_apis_start_places_the_next_poll_on_the_kinds_durations():
+    # Eight polls in, 60 s after the hand-over: the prompt one is still on the policy's ramp (85 s),
+    # the late one (560 s in) among its kind's finishes, polled densely.
+    late = after_poll(make_record(polls=7, seen=True), created(500), at(60), stats=history()).record
+    prompt = after_poll(make_record(polls=7, seen=True), created(0.5), at(60), stats=history()).record
+    assert (late.next_poll_at - at(60)).total_seconds() == 15.0
+    assert (prompt.next_poll_at - at(60)).total_seconds() > 60
+
+
+def test_an_api_start_after_the_submission_or_beyond_any_duration_is_not_believed():
+    for seconds_before in (-30, 61 * 86400):  # another clock ahead of ours; older than 60 days
+        record = after_poll(make_record(), created(seconds_before), at(60), stats=history()).record
+        assert record.started_at is None and record.started == NOW
+        assert "started_at" not in after_poll(make_record(), created(seconds_before), at(60)).event.data
+
+
+def test_the_start_is_kept_from_the_first_answer_that_had_one():
+    record = after_poll(make_record(), created(500), at(60)).record
+    moved = after_poll(record, created(100), at(120)).record  # a later answer cannot move it
+    assert moved.started_at == NOW - timedelta(seconds=500)
+    event = after_poll(make_record(), created(500), at(60)).event
+    assert event.data["started_at"] == rfc3339(NOW - timedelta(seconds=500))
