@@ -97,11 +97,14 @@ class Reporting:
 def run_lrowatch(d: float, policy: Policy, rng: random.Random, stats: DurationStats | None = None,
                  gaps: bool = False, offset_s: float = 0.0, trace: list | None = None,
                  progress: Callable[[float], int] | None = None,
-                 ends: DurationStats | None = None, polls: list | None = None) -> tuple[float, int]:
+                 ends: DurationStats | None = None, polls: list | None = None,
+                 handed_over_s: float = 0.0, from_submission: bool = False) -> tuple[float, int]:
     """`progress`: the operation's progressPercent at a time; given, each delay is steered by the
     estimate from its trend as functions.domain.tracking does. `ends`: where its finish is counted
     as early or not (functions.domain.learning.progress_end). `polls`: gets the time of every poll
-    that saw it running."""
+    that saw it running. Times count from the operation's start; `handed_over_s`: when it was
+    submitted to lrowatch (first polled from then on); `from_submission`: the schedule counts the
+    time elapsed from then, not from the start its API reports (Record.started)."""
     def served(t: float) -> float:
         # With minutely runs, a poll due between runs waits for the next run.
         if not gaps:
@@ -109,8 +112,10 @@ def run_lrowatch(d: float, policy: Policy, rng: random.Random, stats: DurationSt
         phase = (offset_s + t) % SCHEDULE_PERIOD_S
         return t if phase < RUN_ACTIVE_S else t + (SCHEDULE_PERIOD_S - phase)
 
-    t = served(adaptive.first_poll_delay(stats, policy) if stats is not None else policy.initial_delay_s)
-    calls, samples, soonest_at, last_t = 0, None, None, 0.0
+    origin = handed_over_s if from_submission else 0.0
+    t = served(handed_over_s + (adaptive.first_poll_delay(stats, policy) if stats is not None
+                                else policy.initial_delay_s))
+    calls, samples, soonest_at, last_t = 0, None, None, handed_over_s
     while True:
         calls += 1
         if t >= d:
@@ -126,23 +131,23 @@ def run_lrowatch(d: float, policy: Policy, rng: random.Random, stats: DurationSt
         if polls is not None:
             polls.append(t)
         if stats is not None:
-            delay = adaptive.next_delay(stats, t, calls, policy, rng)
+            delay = adaptive.next_delay(stats, t - origin, calls, policy, rng)
         else:
             delay = policy.poll_delay(calls, rng)
         if progress is not None:
-            delay, samples, soonest = steered(delay, t, samples, progress(t), stats, policy, rng)
+            delay, samples, soonest = steered(delay, t, samples, progress(t), stats, policy, rng, origin)
             soonest_at = None if soonest is None else t + soonest
         last_t, t = t, served(t + delay)
 
 
 def steered(delay: float, t: float, samples: list | None, percent: int, stats: DurationStats | None,
-            policy: Policy, rng: random.Random) -> tuple[float, list | None, float | None]:
+            policy: Policy, rng: random.Random, origin: float = 0.0) -> tuple[float, list | None, float | None]:
     """The planned `delay` after a poll at `t` that saw `percent`, steered by the progress trend as
     functions.domain.tracking steers it; the progress samples with this one added; and the time
     left to the soonest end the trend allows (None without a trend)."""
     now = EPOCH + timedelta(seconds=t)
     samples = eta.add_sample(samples, now.timestamp(), percent)
-    estimate = eta.estimate(now, t, samples, stats)
+    estimate = eta.estimate(now, t - origin, samples, stats)
     if estimate is None or estimate.soonest is None:
         return delay, samples, None
     soonest = (estimate.soonest - now).total_seconds()
@@ -313,6 +318,7 @@ def run(quick: bool = False) -> dict:
         results["workloads"].append({"name": wl, "rows": rows})
     results["seed_checks"] = seed_checks(n, default)
     results["progress_steering"] = progress_steering(n, default)
+    results["late_handover"] = late_handover(n, default)
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     return results
 
@@ -380,6 +386,32 @@ def progress_steering(n: int, policy: Policy, seeds: tuple[int, ...] = STEERING_
                          "calls_vs_adaptation": row["calls_per_op"] / plain["calls_per_op"],
                          "verdict": ("PASS" if _meets(row, base) else "MISS") if any(row is r for r in (plain, steered))
                          else ""})
+    return rows
+
+
+# (info) Operations handed to lrowatch this share of their life late at most (uniformly from 0).
+LATE_HANDOVER_SHARE = 0.75
+
+
+def late_handover(n: int, policy: Policy, seeds: tuple[int, ...] = STEERING_SEEDS) -> list[dict]:
+    """(info) Mixed kinds, each operation submitted to lrowatch up to LATE_HANDOVER_SHARE of its life after its
+    API started it: the learnt schedule counting the time elapsed from the submission (as before
+    Record.started_at) and from the start its API reports, against api-core polling from the submission."""
+    rows = []
+    for seed in seeds:
+        train, ops = mixed_kinds(n, seed + 1), mixed_kinds(n, seed)
+        handed = random.Random(seed + 5)
+        late = {id(op): handed.uniform(0.0, LATE_HANDOVER_SHARE) * op.duration_s for op in ops}
+        stats = learn(train, policy, seed + 7)
+        base = evaluate("api-core", ops, lambda op, rng: run_api_core(op.duration_s - late[id(op)], rng), seed)
+        rows.append({"seed": seed, **base, "lag_p95_vs_api_core": 1.0, "calls_vs_api_core": 1.0})
+        for name, from_submission in (("adaptation, elapsed from the submission", True),
+                                      ("adaptation, elapsed from the API's start", False)):
+            row = evaluate(name, ops, lambda op, rng: run_lrowatch(
+                op.duration_s, policy, rng, stats.get(op.kind), handed_over_s=late[id(op)],
+                from_submission=from_submission), seed)
+            rows.append({"seed": seed, **row, "lag_p95_vs_api_core": row["lag_p95_s"] / base["lag_p95_s"],
+                         "calls_vs_api_core": row["calls_per_op"] / base["calls_per_op"]})
     return rows
 
 

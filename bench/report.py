@@ -201,6 +201,21 @@ def p2_section(r: dict) -> list[str]:
                 f"{_f(x['lag_p95_vs_api_core'], 2)} | {_f(x['calls_vs_api_core'], 2)} | "
                 f"{('**' + x['verdict'] + '**') if x['verdict'] else ''} |" for x in steering]
         out.append("")
+    late = r.get("late_handover") or []
+    if late:
+        out += ["*(info)* **Handed over late** (mixed kinds, each operation submitted to lrowatch between 0 and "
+                "75 % of its life after its API started it, uniformly; first polled from the submission, as a new "
+                "operation is). The learnt schedule places polls by the time the operation has run: counted from "
+                "the submission (before `started_at`), it polls a late operation as a young one and misses the ends "
+                "of its kind; counted from the start its API reports (Record.started, as deployed), it polls it "
+                "where operations of its kind end. api-core polls from the submission.", "",
+                "| seed | strategy | lag p50 s | lag p95 s | worst kind lag p95 s | lag max s | GETs/op | "
+                "p95 lag ÷ api-core | GETs ÷ api-core |",
+                "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+        out += [f"| {x['seed']} | {x['strategy']} | {_f(x['lag_p50_s'])} | {_f(x['lag_p95_s'])} | "
+                f"{_f(x['worst_kind_lag_p95_s'])} | {_f(x['lag_max_s'], 0)} | {_f(x['calls_per_op'])} | "
+                f"{_f(x['lag_p95_vs_api_core'], 2)} | {_f(x['calls_vs_api_core'], 2)} |" for x in late]
+        out.append("")
     return out
 
 

@@ -11,7 +11,7 @@ service and location — the summary that places the first poll of a new one.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from functions.domain import adaptive, eta
 from functions.domain.adaptive import DurationStats
@@ -42,6 +42,16 @@ def kind_key(record: Record) -> str | None:
 
 def any_kind_key(record: Record) -> str:
     return adaptive.stats_key(record.service, ANY_KIND, location_of(record.name))
+
+
+def believable_start(api_start: datetime | None, submitted_at: datetime) -> datetime | None:
+    """The API's creation time (states.start_of) as the operation's start (Record.started_at), when it
+    can be: before the submission (a later one is another clock's: the submission is the start) and no
+    further back than the longest duration learnt."""
+    if api_start is None:
+        return None
+    earliest = submitted_at - timedelta(seconds=adaptive.MAX_DURATION_S)
+    return api_start.astimezone(timezone.utc) if earliest <= api_start < submitted_at else None
 
 
 def finished_duration(before: Record, after: Record, now: datetime) -> float | None:
@@ -83,9 +93,10 @@ def progress_end(before: Record, after: Record, now: datetime) -> ProgressEnd | 
 
 
 def first_poll_at(record: Record, stats: DurationStats | None) -> datetime | None:
-    """When a never-polled record should first be polled, if later than its schedule says."""
+    """When a never-polled record should first be polled, if later than its schedule says: where its
+    kind's first finishes come, counted from its start (a listed operation's API said when)."""
     if record.polls or record.seen or record.consecutive_errors:
         return None
     delay = adaptive.first_poll_delay(stats, record.poll_policy)
-    when = record.submitted_at + timedelta(seconds=delay)
+    when = record.started + timedelta(seconds=delay)
     return when if when > record.next_poll_at else None

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Mapping
 
-from functions.domain import adaptive, eta, events
+from functions.domain import adaptive, eta, events, learning
 from functions.domain.adaptive import DurationStats
 from functions.domain.events import Message
 from functions.domain.policy import retry_delay
@@ -72,7 +72,8 @@ def _after_answer(record: Record, operation: Mapping[str, Any], now: datetime, r
                   base: dict, rng, stats: DurationStats | None = None) -> Decision:
     seen = normalise(operation)
     state = advance(record.state, seen.state)
-    started_at = record.started_at or believable_start(seen.started_at, record.submitted_at)
+    # Kept from the first answer that has one: an API cannot move it later.
+    started_at = record.started_at or learning.believable_start(seen.started_at, record.submitted_at)
     start = started_at or record.submitted_at
     samples, estimate = _estimate(record, start, state, seen.progress_percent, now, stats)
     updated = within_limits(record.with_changes(
@@ -98,16 +99,6 @@ def _after_answer(record: Record, operation: Mapping[str, Any], now: datetime, r
         **(estimate.fields() if estimate else eta.NO_ESTIMATE),
     ))
     return _with_event(record, updated, now, rules)
-
-
-def believable_start(api_start: datetime | None, submitted_at: datetime) -> datetime | None:
-    """The API's creation time, as the operation's start, when it can be: before the submission
-    (a later one is another clock's: the submission is the start) and no further back than the
-    longest duration learnt. Kept from the first answer that has one: an API cannot move it later."""
-    if api_start is None:
-        return None
-    earliest = submitted_at - timedelta(seconds=adaptive.MAX_DURATION_S)
-    return api_start.astimezone(timezone.utc) if earliest <= api_start < submitted_at else None
 
 
 def _estimate(record: Record, start: datetime, state: State, progress: int | None, now: datetime,

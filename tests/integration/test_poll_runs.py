@@ -15,6 +15,7 @@ from functions.adapters.pubsub_publisher import Publisher
 from functions.config import Settings
 from functions.domain import learning
 from functions.domain.adaptive import DurationStats
+from functions.domain.policy import Policy
 from functions.services.discovery import Discovery
 from functions.services.poll import PollService
 from functions.services.submit import SubmitService
@@ -84,6 +85,24 @@ def test_watch_scopes_track_listed_operations_once_with_source_watch(env):
     _, created = SubmitService(settings, store, Publisher()).submit(
         {"name": records[0].name, "service": "documentai"})
     assert created is False
+
+
+def test_a_listed_operation_counts_from_the_start_its_listing_gives_so_an_old_one_is_polled_at_once(env):
+    settings, store, leases, api, sim, poll = env
+    durations = FirestoreDurations(store, settings.durations_collection)
+    old = sim.create(kind="documentai", project="781", location="us", running_s=900, created_ago_s=300)
+    new = sim.create(kind="documentai", project="781", location="us", running_s=900)
+    watched = replace(settings, watch_scopes=(("documentai.googleapis.com", "projects/781/locations/us", ""),),
+                      default_policy=Policy(initial_delay_s=0, max_delay_s=120))
+    assert Discovery(watched, store, leases, api).run("run-a", stop_at=float("inf")).tracked == 2
+    records = {r.name: r for r in store.list(limit=10)[0]}
+    assert 299 <= (records[old["name"]].submitted_at - records[old["name"]].started_at).total_seconds() <= 310
+    assert 0 <= (records[new["name"]].submitted_at - records[new["name"]].started_at).total_seconds() <= 10
+    # Its kind ends after ~90 s: the new one waits for that, the one 300 s into its life does not.
+    durations.add({learning.any_kind_key(records[old["name"]]): DurationStats().add(90, 50)})
+    summary = poll(durations=durations).run(budget_s=2)
+    assert (summary.first_polls_deferred, summary.polled) == (1, 1)
+    assert sim.stats()["gets"].get(old["name"]) == 1 and sim.stats()["gets"].get(new["name"]) is None
 
 
 def test_a_new_operation_of_a_known_kind_waits_for_its_expected_finish_before_its_first_get(env):

@@ -1,7 +1,7 @@
 """learning: which duration summaries a record feeds, and when its first poll really is."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 import pytest
 
@@ -111,3 +111,21 @@ def test_an_operation_handed_over_late_and_already_finished_teaches_no_duration(
         before = make_record(started_at=NOW - timedelta(seconds=handed_over_after))
         after = before.with_changes(state=State.SUCCEEDED, started_at=before.started_at)
         assert learning.finished_duration(before, after, NOW + timedelta(seconds=60)) == learnt
+
+
+def test_the_first_poll_counts_from_the_operations_start_when_a_listing_gave_it():
+    policy = Policy(initial_delay_s=5, max_delay_s=300, jitter=0)
+    listed_late = make_record(policy=policy, next_poll_at=NOW + timedelta(seconds=5),
+                              started_at=NOW - timedelta(seconds=200))
+    assert learning.first_poll_at(listed_late, _stats(120)) is None  # already near its kind's end: no wait
+    listed_soon = listed_late.with_changes(started_at=NOW - timedelta(seconds=20))
+    fresh = learning.first_poll_at(make_record(policy=policy, next_poll_at=NOW + timedelta(seconds=5)), _stats(120))
+    assert learning.first_poll_at(listed_soon, _stats(120)) == fresh - timedelta(seconds=20)
+
+
+def test_an_api_start_is_believed_only_before_the_submission_and_within_the_longest_duration():
+    assert learning.believable_start(NOW - timedelta(seconds=1), NOW) == NOW - timedelta(seconds=1)
+    assert learning.believable_start(NOW, NOW) is None and learning.believable_start(None, NOW) is None
+    assert learning.believable_start(NOW - timedelta(days=61), NOW) is None
+    east = timezone(timedelta(hours=9))
+    assert learning.believable_start((NOW - timedelta(seconds=5)).astimezone(east), NOW).tzinfo == timezone.utc
