@@ -73,7 +73,7 @@ class Record:
     eta_low: datetime | None = None
     eta_high: datetime | None = None
     eta_basis: str | None = None  # progress | history | both
-    started_at: datetime | None = None  # when its API says it was created, when that is believable (tracking)
+    started_at: datetime | None = None  # when its API says it was created, if believable (learning.believable_start)
     metadata: dict | None = None
     response: dict | None = None
     truncated: bool = False
