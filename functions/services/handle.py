@@ -145,7 +145,7 @@ class HandleService:
         now = self._clock()
         end = record.completed_at or now
         completion.update(completed_at=rfc3339(end), handled_at=rfc3339(now),
-                          duration_s=round(end.timestamp() - record.submitted_at.timestamp(), 3))
+                          duration_s=round(end.timestamp() - record.started.timestamp(), 3))
         self._store.update_fields(record.id, {"completion": _json(completion), "updated_at": now})
         return {"outcome": "completed", **completion}
 

@@ -136,6 +136,13 @@ def test_a_terminal_event_completes_the_record_and_notifies_each_channel_once():
     assert notifier.sent == [("notify_topic", f"{record.id}-2"), ("notify_url", f"{record.id}-2")]
 
 
+def test_the_completion_counts_the_duration_from_the_start_its_api_reported():
+    record = _finished().with_changes(started_at=NOW - timedelta(seconds=600))
+    service, store, *_ = _service(record)
+    service.handle(_event(record))
+    assert store.records[record.id].completion["duration_s"] == 2400.0  # 1,800 s tracked, begun 600 s before
+
+
 def test_the_same_terminal_event_delivered_five_times_completes_once():
     record = _finished()
     service, store, _, _, notifier = _service(record)
