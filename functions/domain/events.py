@@ -186,4 +186,6 @@ def notification(record: Record, eid: str) -> Message:
         "submitted_at": rfc3339(record.submitted_at),
         "completed_at": rfc3339(record.completed_at),
     }
+    if record.started_at is not None:
+        data["started_at"] = rfc3339(record.started_at)
     return Message(data, _attributes("lro.notification", eid, record))

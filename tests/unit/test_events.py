@@ -232,6 +232,9 @@ def test_notification_is_compact_and_names_the_event():
     assert message.data["event_id"] == f"{record.id}-3"
     assert message.data["completed_at"] == "2024-05-01T12:05:00.000Z"
     assert "metadata" not in message.data and "response" not in message.data
+    assert "started_at" not in message.data  # none reported by its API
+    started = events.notification(record.with_changes(started_at=NOW - timedelta(minutes=10)), f"{record.id}-3")
+    assert started.data["started_at"] == "2024-05-01T11:50:00.000Z"
 
 
 # ---- Message ----------------------------------------------------------------------
