@@ -28,7 +28,8 @@ import random
 import time
 from datetime import datetime, timedelta
 
-from bench.p2_lag_cost import EPOCH, SEED, Op, Reporting, _pct, learn, log_uniform, mixed_kinds, run_lrowatch
+from bench.p2_lag_cost import (EPOCH, LATE_HANDOVER_SHARE, SEED, Op, Reporting, _pct, learn, log_uniform, mixed_kinds,
+                                run_lrowatch)
 from functions.domain import adaptive, eta
 from functions.domain.adaptive import DurationStats
 from functions.domain.policy import Policy
@@ -195,6 +196,41 @@ def weight_sweep(n: int, seed: int) -> list[dict]:
     return rows
 
 
+FROM_START, FROM_SUBMISSION = "lrowatch, elapsed from the API's start", "(before) elapsed from the submission"
+
+
+def late_handover(n: int, seeds: tuple[int, ...] = SEEDS) -> list[dict]:
+    """(info) P2 mixed kinds handed to lrowatch up to LATE_HANDOVER_SHARE of their life late (as in P2's
+    late_handover), polled as deployed: the history estimate at 50 and 75 % of life with the time elapsed
+    counted from the start the API reports (Record.started) and from the submission, and the per-kind
+    median, on the moments where all three answer."""
+    policy, rows = Policy(), []
+    for seed in seeds:
+        train, ops = mixed_kinds(n, seed + 1), mixed_kinds(n, seed)
+        stats = learn(train, policy, seed + 7)
+        handed, rng = random.Random(seed + 5), random.Random(seed)
+        errors = {(f, s): [] for f in CHECKPOINTS[1:] for s in (FROM_START, FROM_SUBMISSION, MEDIAN)}
+        for op in ops:
+            late, polls, kind = handed.uniform(0.0, LATE_HANDOVER_SHARE) * op.duration_s, [], stats.get(op.kind)
+            run_lrowatch(op.duration_s, policy, rng, kind, polls=polls, handed_over_s=late)
+            for f in CHECKPOINTS[1:]:
+                t = max((t for t in polls if t <= f * op.duration_s), default=None)
+                if t is None:
+                    continue
+                now = EPOCH + timedelta(seconds=t)
+                said = {FROM_START: eta.estimate(now, t, None, kind),
+                        FROM_SUBMISSION: eta.estimate(now, t - late, None, kind)}
+                if None in said.values():
+                    continue
+                left = op.duration_s * (1 - f)
+                for name, estimate in said.items():
+                    errors[(f, name)].append(abs((estimate.eta - EPOCH).total_seconds() - op.duration_s) / left)
+                errors[(f, MEDIAN)].append(abs(kind.quantile(0.5) - op.duration_s) / left)
+        rows += [{"seed": seed, "checkpoint": f, "strategy": name, "paired": len(errs),
+                  "err_p50": _pct(errs, 0.5), "err_p90": _pct(errs, 0.9)} for (f, name), errs in errors.items()]
+    return rows
+
+
 def run(quick: bool = False, seeds: tuple[int, ...] = SEEDS) -> dict:
     started = time.monotonic()
     n = 400 if quick else 1200
@@ -221,6 +257,7 @@ def run(quick: bool = False, seeds: tuple[int, ...] = SEEDS) -> dict:
     verdicts = [v for w in results["workloads"] for by_seed in w["seed_verdicts"].values()
                 for v in by_seed.values() if v != "n/a"]
     results["weight_sweep"] = {"seed": seeds[0], "rows": weight_sweep(n, seeds[0])}
+    results["late_handover"] = late_handover(n, seeds)
     results["verdict"] = "PASS" if verdicts and all(v == "AHEAD" for v in verdicts) else "MISS"
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     return results
