@@ -28,7 +28,7 @@ import random
 import time
 from datetime import datetime, timedelta
 
-from bench.p2_lag_cost import (EPOCH, LATE_HANDOVER_SHARE, SEED, Op, Reporting, _pct, learn, log_uniform, mixed_kinds,
+from bench.p2_lag_cost import (EPOCH, SEED, Op, Reporting, _pct, handed_over, learn, log_uniform, mixed_kinds,
                                 run_lrowatch)
 from functions.domain import adaptive, eta
 from functions.domain.adaptive import DurationStats
@@ -200,18 +200,18 @@ FROM_START, FROM_SUBMISSION = "lrowatch, elapsed from the API's start", "(before
 
 
 def late_handover(n: int, seeds: tuple[int, ...] = SEEDS) -> list[dict]:
-    """(info) P2 mixed kinds handed to lrowatch up to LATE_HANDOVER_SHARE of their life late (as in P2's
-    late_handover), polled as deployed: the history estimate at 50 and 75 % of life with the time elapsed
-    counted from the start the API reports (Record.started) and from the submission, and the per-kind
-    median, on the moments where all three answer."""
+    """(info) P2 mixed kinds handed to lrowatch late (p2_lag_cost.handed_over, as in P2's late_handover),
+    polled as deployed: the history estimate at 50 and 75 % of life with the time elapsed counted from
+    the start the API reports (Record.started) and from the submission, and the per-kind median, on the
+    moments where all three answer."""
     policy, rows = Policy(), []
     for seed in seeds:
         train, ops = mixed_kinds(n, seed + 1), mixed_kinds(n, seed)
         stats = learn(train, policy, seed + 7)
-        handed, rng = random.Random(seed + 5), random.Random(seed)
+        rng = random.Random(seed)
         errors = {(f, s): [] for f in CHECKPOINTS[1:] for s in (FROM_START, FROM_SUBMISSION, MEDIAN)}
-        for op in ops:
-            late, polls, kind = handed.uniform(0.0, LATE_HANDOVER_SHARE) * op.duration_s, [], stats.get(op.kind)
+        for op, late in zip(ops, handed_over(ops, seed)):
+            polls, kind = [], stats.get(op.kind)
             run_lrowatch(op.duration_s, policy, rng, kind, polls=polls, handed_over_s=late)
             for f in CHECKPOINTS[1:]:
                 t = max((t for t in polls if t <= f * op.duration_s), default=None)

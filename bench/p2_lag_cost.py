@@ -393,6 +393,12 @@ def progress_steering(n: int, policy: Policy, seeds: tuple[int, ...] = STEERING_
 LATE_HANDOVER_SHARE = 0.75
 
 
+def handed_over(ops: list[Op], seed: int) -> list[float]:
+    """When each operation was submitted to lrowatch, from its start: up to LATE_HANDOVER_SHARE of its life."""
+    rng = random.Random(seed + 5)
+    return [rng.uniform(0.0, LATE_HANDOVER_SHARE) * op.duration_s for op in ops]
+
+
 def late_handover(n: int, policy: Policy, seeds: tuple[int, ...] = STEERING_SEEDS) -> list[dict]:
     """(info) Mixed kinds, each operation submitted to lrowatch up to LATE_HANDOVER_SHARE of its life after its
     API started it: the learnt schedule counting the time elapsed from the submission (as before
@@ -400,8 +406,7 @@ def late_handover(n: int, policy: Policy, seeds: tuple[int, ...] = STEERING_SEED
     rows = []
     for seed in seeds:
         train, ops = mixed_kinds(n, seed + 1), mixed_kinds(n, seed)
-        handed = random.Random(seed + 5)
-        late = {id(op): handed.uniform(0.0, LATE_HANDOVER_SHARE) * op.duration_s for op in ops}
+        late = dict(zip(map(id, ops), handed_over(ops, seed)))
         stats = learn(train, policy, seed + 7)
         base = evaluate("api-core", ops, lambda op, rng: run_api_core(op.duration_s - late[id(op)], rng), seed)
         rows.append({"seed": seed, **base, "lag_p95_vs_api_core": 1.0, "calls_vs_api_core": 1.0})
