@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import itertools
 import os
+import random
 import re
 import shutil
 import signal
@@ -41,11 +42,34 @@ class ProcessFailed(RuntimeError):
     """A child exited early or was not ready in time; the message carries its log tail."""
 
 
+# Ports for our children come from below Linux's ephemeral range (32768-60999 by default),
+# never from bind(0): the kernel hands ephemeral ports to every outgoing connection and to every
+# child that binds port 0 itself (the Firestore emulator's WebSocket server), so a port it picked
+# for us, free when checked, could be taken before the child bound it ("Address already in use").
+PORT_RANGE = (20000, 32767)
+_given: set[int] = set()  # never hand out the same port twice in one process
+_given_lock = threading.Lock()
+
+
 def free_port() -> int:
-    """A port that was free a moment ago (the OS picks it; callers bind it soon after)."""
+    """A port that was free a moment ago, picked at random outside the ephemeral range (callers
+    bind it soon after). Random, so that test workers picking side by side rarely pick alike."""
+    low, high = PORT_RANGE
+    with _given_lock:
+        for port in random.sample(range(low, high + 1), 200):
+            if port not in _given and _bindable(port):
+                _given.add(port)
+                return port
+    raise OSError(f"no free port found between {low} and {high}")
+
+
+def _bindable(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+        return True
 
 
 def child_env(overrides: Mapping[str, str | None] | None = None) -> dict[str, str]:

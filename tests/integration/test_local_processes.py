@@ -1,13 +1,17 @@
 """ManagedProcess: the one start/wait/stop used by every local child process."""
 from __future__ import annotations
 
+import socket
 import sys
 import textwrap
+from pathlib import Path
 
 import psutil
 import pytest
 
+from functions.local import processes
 from functions.local.processes import (
+    PORT_RANGE,
     ManagedProcess,
     ProcessFailed,
     free_port,
@@ -74,3 +78,21 @@ def test_a_log_line_probe_waits_for_its_pattern(tmp_path):
     code = "import time; time.sleep(0.3); print('LISTENING', flush=True); time.sleep(60)"
     with ManagedProcess("late", _python(code), probe=log_line_probe("^LISTENING"), run_dir=tmp_path) as process:
         assert "LISTENING" in process.log_text()
+
+
+def test_free_ports_come_from_below_the_ephemeral_range_and_are_never_given_twice():
+    # The kernel gives ephemeral ports to outgoing connections and to bind(0): one it picked for a
+    # child could be taken before the child bound it (CI once lost a Firestore emulator that way).
+    ports = [free_port() for _ in range(50)]
+    ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    assert len(set(ports)) == 50 and all(PORT_RANGE[0] <= port < ephemeral_low for port in ports)
+
+
+def test_a_port_in_use_is_not_given(monkeypatch):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        monkeypatch.setattr(processes.random, "sample", lambda population, k: [taken, 29999, 29998])
+        monkeypatch.setattr(processes, "_given", set())
+        assert free_port() in (29999, 29998)
