@@ -101,8 +101,9 @@ def test_a_listed_operation_counts_from_the_start_its_listing_gives_so_an_old_on
     # Its kind ends after ~90 s: the new one waits for that, the one 300 s into its life does not.
     durations.add({learning.any_kind_key(records[old["name"]]): DurationStats().add(90, 50)})
     summary = poll(durations=durations).run(budget_s=2)
-    assert (summary.first_polls_deferred, summary.polled) == (1, 1)
-    assert sim.stats()["gets"].get(old["name"]) == 1 and sim.stats()["gets"].get(new["name"]) is None
+    gets = sim.stats()["gets"]
+    assert summary.first_polls_deferred == 1 and gets.get(new["name"]) is None
+    assert gets.get(old["name"], 0) >= 1  # at once (and again as its ramp says: initial_delay_s 0)
 
 
 def test_a_new_operation_of_a_known_kind_waits_for_its_expected_finish_before_its_first_get(env):
