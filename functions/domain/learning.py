@@ -17,7 +17,7 @@ from functions.domain import adaptive, eta
 from functions.domain.adaptive import DurationStats
 from functions.domain.names import location_of
 from functions.domain.record import Record
-from functions.domain.states import State
+from functions.domain.states import State, start_of
 
 ANY_KIND = "*"
 # The record's times are kept to the millisecond; a poll due at the soonest end lands within this of it.
@@ -44,10 +44,11 @@ def any_kind_key(record: Record) -> str:
     return adaptive.stats_key(record.service, ANY_KIND, location_of(record.name))
 
 
-def believable_start(api_start: datetime | None, submitted_at: datetime) -> datetime | None:
-    """The API's creation time (states.start_of) as the operation's start (Record.started_at), when it
-    can be: before the submission (a later one is another clock's: the submission is the start) and no
-    further back than the longest duration learnt."""
+def believable_start(metadata: dict | None, submitted_at: datetime) -> datetime | None:
+    """The creation time the API reports in `metadata` (states.start_of) as the operation's start
+    (Record.started_at), when it can be: before the submission (a later one is another clock's: the
+    submission is the start) and no further back than the longest duration learnt."""
+    api_start = start_of(metadata)
     if api_start is None:
         return None
     earliest = submitted_at - timedelta(seconds=adaptive.MAX_DURATION_S)

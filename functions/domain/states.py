@@ -55,7 +55,6 @@ class Observation:
     metadata: dict | None
     response: dict | None
     failed_items: list = field(default_factory=list)  # the first failed items (functions.domain.items)
-    started_at: datetime | None = None  # when the API says the operation was created (start_of)
 
 
 def advance(current: State, observed: State) -> State:
@@ -226,4 +225,4 @@ def normalise(operation: Mapping[str, Any]) -> Observation:
     if state is State.SUCCEEDED:
         progress = 100
     return Observation(state, done, provider_state, progress, error, per_item.summary or _counted_items(metadata),
-                       metadata, response, per_item.failed, start_of(metadata))
+                       metadata, response, per_item.failed)

@@ -72,10 +72,10 @@ def _after_answer(record: Record, operation: Mapping[str, Any], now: datetime, r
                   base: dict, rng, stats: DurationStats | None = None) -> Decision:
     seen = normalise(operation)
     state = advance(record.state, seen.state)
-    # Kept from the first answer that has one: an API cannot move it later.
-    started_at = record.started_at or learning.believable_start(seen.started_at, record.submitted_at)
-    start = started_at or record.submitted_at
-    samples, estimate = _estimate(record, start, state, seen.progress_percent, now, stats)
+    # Kept from the first answer that has one (an API cannot move it later), so read only until then.
+    started_at = record.started_at or learning.believable_start(seen.metadata, record.submitted_at)
+    elapsed_s = (now - (started_at or record.submitted_at)).total_seconds()  # as Record.started counts
+    samples, estimate = _estimate(record, elapsed_s, state, seen.progress_percent, now, stats)
     updated = within_limits(record.with_changes(
         **base,
         started_at=started_at,
@@ -94,32 +94,32 @@ def _after_answer(record: Record, operation: Mapping[str, Any], now: datetime, r
         consecutive_errors=0,
         permanent_errors=0,
         last_error=None,
-        next_poll_at=now + timedelta(seconds=_poll_delay(record, start, now, stats, rng, estimate)),
+        next_poll_at=now + timedelta(seconds=_poll_delay(record, elapsed_s, now, stats, rng, estimate)),
         progress_samples=samples,
         **(estimate.fields() if estimate else eta.NO_ESTIMATE),
     ))
     return _with_event(record, updated, now, rules)
 
 
-def _estimate(record: Record, start: datetime, state: State, progress: int | None, now: datetime,
+def _estimate(record: Record, elapsed_s: float, state: State, progress: int | None, now: datetime,
               stats: DurationStats | None) -> tuple[list | None, eta.Estimate | None]:
-    """The progress samples of a running operation, and the completion estimate they and `stats` support,
-    the time elapsed counted from its `start`."""
+    """The progress samples of a running operation `elapsed_s` into its life, and the completion
+    estimate they and `stats` support."""
     if state is not State.RUNNING:
         return None, None
     samples = eta.add_sample(record.progress_samples, now.timestamp(), progress)
-    return samples, eta.estimate(now, (now - start).total_seconds(), samples, stats)
+    return samples, eta.estimate(now, elapsed_s, samples, stats)
 
 
-def _poll_delay(record: Record, start: datetime, now: datetime, stats: DurationStats | None, rng,
+def _poll_delay(record: Record, elapsed_s: float, now: datetime, stats: DurationStats | None, rng,
                 estimate: eta.Estimate | None = None) -> float:
     """The polling schedule (never the retry schedule): the policy's ramp, or the adaptive one on the
-    time elapsed since `start`, steered by the operation's own progress trend when it has one."""
+    time elapsed since the operation's start, steered by its own progress trend when it has one."""
     policy = record.poll_policy
     if stats is None:
         delay = policy.poll_delay(record.polls + 1, rng)
     else:
-        delay = adaptive.next_delay(stats, (now - start).total_seconds(), record.polls + 1, policy, rng)
+        delay = adaptive.next_delay(stats, elapsed_s, record.polls + 1, policy, rng)
     if estimate is None or estimate.soonest is None:
         return delay
     return adaptive.steered_delay(delay, (estimate.soonest - now).total_seconds(), stats, policy, rng)

@@ -24,7 +24,6 @@ from functions.domain.errors import InvalidArgument, PermissionDenied
 from functions.domain.names import build_ref
 from functions.domain.parents import check_allowed
 from functions.domain.record import utcnow
-from functions.domain.states import start_of
 from functions.domain.submission import parse_submission
 from functions.ports import Leases, OperationsApi, RecordStore
 
@@ -123,7 +122,7 @@ class Discovery:
                 log.warning("listed operation not trackable", extra={"error": exc.message})
                 continue
             # The listing says when it began: its first poll and its ETA count from then.
-            started_at = learning.believable_start(start_of(operation.get("metadata")), now)
+            started_at = learning.believable_start(operation.get("metadata"), now)
             records[record.id] = record.with_changes(started_at=started_at) if started_at else record
         known = self._store.existing_ids(list(records)) if records else set()
         for operation_id, record in records.items():

@@ -3,10 +3,11 @@
 Pure: no I/O, no clock, no locks. The server owns time and mutable state
 (when a cancel arrived, whether the op was expired by hand) and passes them in.
 
-A script is a timeline: queued for `queued_s`, running for `running_s`, then
-done with `outcome`, from its creation (`created_ago_s` before the script is
-posted: an operation started elsewhere and handed to lrowatch later). A cancel request (unless `ignore_cancel`) cuts the run
-short: the op finishes CANCELLED `cancel_delay_s` after the request.
+A script is a timeline from the operation's creation (`created_ago_s` before
+the script is posted: one started elsewhere and handed to lrowatch later):
+queued for `queued_s`, running for `running_s`, then done with `outcome`. A
+cancel request (unless `ignore_cancel`) cuts the run short: the op finishes
+CANCELLED `cancel_delay_s` after the request.
 """
 from __future__ import annotations
 

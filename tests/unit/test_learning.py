@@ -124,8 +124,11 @@ def test_the_first_poll_counts_from_the_operations_start_when_a_listing_gave_it(
 
 
 def test_an_api_start_is_believed_only_before_the_submission_and_within_the_longest_duration():
-    assert learning.believable_start(NOW - timedelta(seconds=1), NOW) == NOW - timedelta(seconds=1)
-    assert learning.believable_start(NOW, NOW) is None and learning.believable_start(None, NOW) is None
-    assert learning.believable_start(NOW - timedelta(days=61), NOW) is None
+    def created(when):
+        return {"createTime": when.isoformat()}
+
+    assert learning.believable_start(created(NOW - timedelta(seconds=1)), NOW) == NOW - timedelta(seconds=1)
+    assert learning.believable_start(created(NOW), NOW) is None and learning.believable_start(None, NOW) is None
+    assert learning.believable_start(created(NOW - timedelta(days=61)), NOW) is None
     east = timezone(timedelta(hours=9))
-    assert learning.believable_start((NOW - timedelta(seconds=5)).astimezone(east), NOW).tzinfo == timezone.utc
+    assert learning.believable_start(created((NOW - timedelta(seconds=5)).astimezone(east)), NOW).tzinfo == timezone.utc
