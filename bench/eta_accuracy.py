@@ -77,6 +77,12 @@ def estimates(op: Op, polls: list[float], progress: Reporting | None, stats: Dur
     return out
 
 
+def _last_polls(polls: list[float], duration_s: float, fractions: dict) -> dict:
+    """For each moment (its share of the life), the index of the last poll before it: whose estimate is read."""
+    return {f: max((i for i, t in enumerate(polls) if t <= share * duration_s), default=None)
+            for f, share in fractions.items()}
+
+
 def _seconds(estimate: eta.Estimate | None):
     if estimate is None:
         return None
@@ -99,8 +105,7 @@ def evaluate(ops: list[Op], stats: dict[str, DurationStats], policy: Policy, see
         progress = Reporting(op.duration_s, rng) if reporting else None
         polls = poll_times(op, policy, kind_stats, rng, progress, kind_stats if reporting else None)
         fractions = {f: f for f in CHECKPOINTS} | {RANDOM: moment_rng.random()}
-        last = {f: max((i for i, t in enumerate(polls) if t <= share * op.duration_s), default=None)
-                for f, share in fractions.items()}
+        last = _last_polls(polls, op.duration_s, fractions)
         said = estimates(op, polls, progress, kind_stats, {i for i in last.values() if i is not None}, blend)
         for f, share in fractions.items():
             moments[f] += 1
@@ -199,6 +204,11 @@ def weight_sweep(n: int, seed: int) -> list[dict]:
 FROM_START, FROM_SUBMISSION = "lrowatch, elapsed from the API's start", "(before) elapsed from the submission"
 
 
+def _elapsed_less(seconds: float):
+    """The blend told the operation has run `seconds` less than it has (its age counted from a late submission)."""
+    return lambda now, elapsed_s, samples, stats: eta.estimate(now, elapsed_s - seconds, samples, stats)
+
+
 def late_handover(n: int, seeds: tuple[int, ...] = SEEDS) -> list[dict]:
     """(info) P2 mixed kinds handed to lrowatch late (p2_lag_cost.handed_over, as in P2's late_handover),
     polled as deployed: the history estimate at 50 and 75 % of life with the time elapsed counted from
@@ -213,19 +223,18 @@ def late_handover(n: int, seeds: tuple[int, ...] = SEEDS) -> list[dict]:
         for op, late in zip(ops, handed_over(ops, seed)):
             polls, kind = [], stats.get(op.kind)
             run_lrowatch(op.duration_s, policy, rng, kind, polls=polls, handed_over_s=late)
-            for f in CHECKPOINTS[1:]:
-                t = max((t for t in polls if t <= f * op.duration_s), default=None)
-                if t is None:
+            last = _last_polls(polls, op.duration_s, {f: f for f in CHECKPOINTS[1:]})
+            read = {i for i in last.values() if i is not None}
+            said = {FROM_START: estimates(op, polls, None, kind, read),
+                    FROM_SUBMISSION: estimates(op, polls, None, kind, read, blend=_elapsed_less(late))}
+            for f, i in last.items():
+                points = {FROM_START: said[FROM_START].get(i, {}).get(BLEND),
+                          FROM_SUBMISSION: said[FROM_SUBMISSION].get(i, {}).get(BLEND),
+                          MEDIAN: said[FROM_START].get(i, {}).get(MEDIAN)}
+                if None in points.values():
                     continue
-                now = EPOCH + timedelta(seconds=t)
-                said = {FROM_START: eta.estimate(now, t, None, kind),
-                        FROM_SUBMISSION: eta.estimate(now, t - late, None, kind)}
-                if None in said.values():
-                    continue
-                left = op.duration_s * (1 - f)
-                for name, estimate in said.items():
-                    errors[(f, name)].append(abs((estimate.eta - EPOCH).total_seconds() - op.duration_s) / left)
-                errors[(f, MEDIAN)].append(abs(kind.quantile(0.5) - op.duration_s) / left)
+                for name, (point, *_) in points.items():
+                    errors[(f, name)].append(abs(point - op.duration_s) / (op.duration_s * (1 - f)))
         rows += [{"seed": seed, "checkpoint": f, "strategy": name, "paired": len(errs),
                   "err_p50": _pct(errs, 0.5), "err_p90": _pct(errs, 0.9)} for (f, name), errs in errors.items()]
     return rows
