@@ -24,6 +24,9 @@ three checkpoints, on every seed of SEEDS.
 """
 from __future__ import annotations
 
+import bisect
+import itertools
+import math
 import random
 import time
 from datetime import datetime, timedelta
@@ -90,14 +93,16 @@ def _seconds(estimate: eta.Estimate | None):
 
 
 def evaluate(ops: list[Op], stats: dict[str, DurationStats], policy: Policy, seed: int, reporting: bool,
-             blend=eta.estimate) -> dict:
+             blend=eta.estimate, reads: list | None = None) -> dict:
+    """The strategies' figures at each moment and the verdicts. `reads`, given, receives each paired checkpoint
+    read: (checkpoint, duration, elapsed at the poll read, kind median, kind 5th percentile, the blend's end)."""
+    reads = [] if reads is None else reads
     rng = random.Random(seed)
     moment_rng = random.Random(seed + 1)  # apart, so the checkpoints' figures do not depend on it
     errors = {f: {s: [] for s in STRATEGIES} for f in MOMENTS}
     inside = {f: {s: [] for s in STRATEGIES} for f in MOMENTS}
     answered = {f: {s: 0 for s in STRATEGIES} for f in MOMENTS}
     moments = {f: 0 for f in MOMENTS}
-    early_reads = []  # (duration, elapsed at the poll, kind median, kind 5th percentile) of the paired 25 % reads
     # As deployed, each kind counts its progress finishes as they come (p2_lag_cost.progress_steering).
     counting = {kind: DurationStats.from_dict(s.to_dict()) for kind, s in stats.items()}
     for op in ops:
@@ -118,8 +123,9 @@ def evaluate(ops: list[Op], stats: dict[str, DurationStats], policy: Policy, see
             if any(now_said[s] is None for s in required):
                 continue
             left = op.duration_s * (1 - share)
-            if f == CHECKPOINTS[0]:
-                early_reads.append((op.duration_s, polls[last[f]], kind_stats.quantile(0.5), kind_stats.quantile(0.05)))
+            if f in CHECKPOINTS:
+                reads.append((f, op.duration_s, polls[last[f]], kind_stats.quantile(0.5), kind_stats.quantile(0.05),
+                              now_said[BLEND][0]))
             for s in STRATEGIES:
                 if now_said[s] is None:
                     continue
@@ -138,12 +144,13 @@ def evaluate(ops: list[Op], stats: dict[str, DurationStats], policy: Policy, see
                 "coverage": (sum(inside[f][s]) / len(inside[f][s])) if inside[f][s] else None,
             })
     return {"rows": table, "verdicts": _verdicts(table), "random_verdicts": _verdicts(table, (RANDOM,)),
-            "first_checkpoint": _first_checkpoint(early_reads)}
+            "first_checkpoint": _first_checkpoint([r[1:5] for r in reads if r[0] == CHECKPOINTS[0]])}
 
 
 def _first_checkpoint(reads: list[tuple[float, float, float, float]]) -> dict | None:
-    """(info) Who is read at 25 % of life, and the best any reading of the kind alone could do there: the single
-    multiple of each kind's median with the lowest median error, fitted on these very operations (an oracle)."""
+    """(info) Who is read at 25 % of life ((duration, elapsed, kind median, kind 5th percentile) each), and the best
+    any reading of the kind alone could do there: the single multiple of each kind's median with the lowest median
+    error, fitted on these very operations (an oracle)."""
     if not reads:
         return None
 
@@ -199,6 +206,94 @@ def weight_sweep(n: int, seed: int) -> list[dict]:
             row[name] = verdict
         rows.append(row)
     return rows
+
+
+# (info) checkpoint_oracle: an end estimate that depends on the elapsed time alone, both in units of the kind's
+# median, non-decreasing, constant between ORACLE_KNOTS knots log-spaced over ORACLE_SPAN; fitted by ORACLE_STEPS
+# steps of a seeded random search.
+ORACLE_KNOTS, ORACLE_SPAN, ORACLE_STEPS = 24, (0.02, 3.0), 3000
+_KNOTS = tuple(ORACLE_SPAN[0] * (ORACLE_SPAN[1] / ORACLE_SPAN[0]) ** (i / (ORACLE_KNOTS - 1))
+               for i in range(ORACLE_KNOTS))
+ORACLE_SHOWN_AT = (0.1, 0.2, 0.3, 0.5, 1.0)  # elapsed ÷ kind median, where the fitted reading is printed
+
+
+def _oracle_end(levels: list[float], elapsed: float) -> float:
+    """The reading's end for an elapsed time (both ÷ the kind's median): never before now."""
+    return max(levels[max(bisect.bisect_right(_KNOTS, elapsed) - 1, 0)], elapsed)
+
+
+def _ratio_to_median(levels: list[float], reads: list[tuple]) -> float:
+    """The reading's worst figure (p50 or p90 at a checkpoint) ÷ the per-kind median's: below 1 beats it everywhere."""
+    worst = 0.0
+    for f in CHECKPOINTS:
+        mine, median = [], []
+        for at, duration, elapsed, kind_median, *_ in reads:
+            if at == f:
+                left, share = duration * (1 - f), duration / kind_median
+                mine.append(abs(_oracle_end(levels, elapsed / kind_median) - share) * kind_median / left)
+                median.append(abs(1.0 - share) * kind_median / left)
+        worst = max(worst, *(_pct(mine, q) / _pct(median, q) for q in (0.5, 0.9)))
+    return worst
+
+
+def _fit_reading(reads: list[tuple], rng: random.Random) -> tuple[list[float], float]:
+    """Start from the blend's own reading (its median end per knot), then keep every random change (one knot or a
+    run of knots scaled, made non-decreasing again) that lowers the worst figure."""
+    levels = []
+    for lo, hi in zip(_KNOTS, [*_KNOTS[1:], math.inf]):
+        near = sorted(said / median for _, _, elapsed, median, _, said in reads if lo <= elapsed / median < hi)
+        levels.append(near[len(near) // 2] if near else levels[-1] if levels else 1.0)
+    levels = list(itertools.accumulate(levels, max))
+    score = _ratio_to_median(levels, reads)
+    for _ in range(ORACLE_STEPS):
+        changed, j = list(levels), rng.randrange(ORACLE_KNOTS)
+        changed[j] *= math.exp(rng.gauss(0.0, 0.15))
+        if rng.random() < 0.5:  # a run of knots moves together
+            end = min(j + rng.randrange(1, 6), ORACLE_KNOTS)
+            changed[j:end] = [changed[j]] * (end - j)
+        changed = list(itertools.accumulate(changed, max))
+        if (changed_score := _ratio_to_median(changed, reads)) <= score:
+            levels, score = changed, changed_score
+    return levels, score
+
+
+def _oracle_blend(levels: list[float]):
+    """The fitted reading as a blend: it answers where the blend's history does, with no interval."""
+    def blend(now: datetime, elapsed_s: float, samples, stats: DurationStats | None) -> eta.Estimate | None:
+        if eta.from_history(stats, elapsed_s) is None:
+            return None
+        median = stats.quantile(0.5)
+        at = now + timedelta(seconds=max(_oracle_end(levels, elapsed_s / median) * median - elapsed_s,
+                                         eta.MIN_REMAINING_S))
+        return eta.Estimate(at, at, at, eta.BASIS_HISTORY)
+    return blend
+
+
+def checkpoint_oracle(n: int, seeds: tuple[int, ...] = SEEDS) -> dict:
+    """(info) Can any reading of elapsed time alone beat the per-kind median at every checkpoint of P2 mixed kinds,
+    and what does it cost a reader at a random moment? The reading is fitted on the first seed's own checkpoint
+    reads (an oracle), then read on every seed: its verdict at the checkpoints and its random-moment errors
+    beside the blend's."""
+    policy, out = Policy(), {"fit_seed": seeds[0], "seeds": []}
+    for seed in seeds:
+        train, ops = mixed_kinds(n, seed + 1), mixed_kinds(n, seed)
+        stats = learn(train, policy, seed + 7)
+        if seed == seeds[0]:
+            reads: list = []
+            evaluate(ops, stats, policy, seed, False, reads=reads)
+            levels, score = _fit_reading(reads, random.Random(seed))
+            out |= {"fit_ratio": score, "shape": [(x, _oracle_end(levels, x)) for x in ORACLE_SHOWN_AT],
+                    "blend_shape": [(x, _pct([said / median for _, _, elapsed, median, _, said in reads
+                                               if abs(math.log(elapsed / median / x)) < 0.1], 0.5))
+                                    for x in ORACLE_SHOWN_AT]}
+        mine = evaluate(ops, stats, policy, seed, False, _oracle_blend(levels))
+        ours = evaluate(ops, stats, policy, seed, False)
+        at_random = [next(r for r in result["rows"] if r["checkpoint"] == RANDOM and r["strategy"] == BLEND)
+                     for result in (mine, ours)]
+        out["seeds"].append({"seed": seed, "verdict": mine["verdicts"][MEDIAN],
+                             "random_verdict": mine["random_verdicts"][MEDIAN],
+                             "random": [(r["err_p50"], r["err_p90"]) for r in at_random]})
+    return out
 
 
 FROM_START, FROM_SUBMISSION = "lrowatch, elapsed from the API's start", "(before) elapsed from the submission"
@@ -267,6 +362,7 @@ def run(quick: bool = False, seeds: tuple[int, ...] = SEEDS) -> dict:
                 for v in by_seed.values() if v != "n/a"]
     results["weight_sweep"] = {"seed": seeds[0], "rows": weight_sweep(n, seeds[0])}
     results["late_handover"] = late_handover(n, seeds)
+    results["checkpoint_oracle"] = checkpoint_oracle(n, seeds)
     results["verdict"] = "PASS" if verdicts and all(v == "AHEAD" for v in verdicts) else "MISS"
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     return results
