@@ -222,17 +222,24 @@ def _oracle_end(levels: list[float], elapsed: float) -> float:
     return max(levels[max(bisect.bisect_right(_KNOTS, elapsed) - 1, 0)], elapsed)
 
 
-def _ratio_to_median(levels: list[float], reads: list[tuple]) -> float:
+def _by_checkpoint(reads: list[tuple]) -> dict[float, tuple[list, list]]:
+    """Per checkpoint, each read's (elapsed ÷ kind median, duration ÷ kind median, time left ÷ kind median), and
+    the per-kind median's (p50, p90) error there: what every step of the fit compares against, computed once."""
+    out = {}
+    for f in CHECKPOINTS:
+        shares = [(elapsed / median, duration / median, duration * (1 - f) / median)
+                  for at, duration, elapsed, median, *_ in reads if at == f]
+        errors = [abs(1.0 - share) / left for _, share, left in shares]
+        out[f] = (shares, [_pct(errors, q) for q in (0.5, 0.9)])
+    return out
+
+
+def _ratio_to_median(levels: list[float], checkpoints: dict[float, tuple[list, list]]) -> float:
     """The reading's worst figure (p50 or p90 at a checkpoint) ÷ the per-kind median's: below 1 beats it everywhere."""
     worst = 0.0
-    for f in CHECKPOINTS:
-        mine, median = [], []
-        for at, duration, elapsed, kind_median, *_ in reads:
-            if at == f:
-                left, share = duration * (1 - f), duration / kind_median
-                mine.append(abs(_oracle_end(levels, elapsed / kind_median) - share) * kind_median / left)
-                median.append(abs(1.0 - share) * kind_median / left)
-        worst = max(worst, *(_pct(mine, q) / _pct(median, q) for q in (0.5, 0.9)))
+    for shares, median_figures in checkpoints.values():
+        errors = [abs(_oracle_end(levels, elapsed) - share) / left for elapsed, share, left in shares]
+        worst = max(worst, *(_pct(errors, q) / figure for q, figure in zip((0.5, 0.9), median_figures)))
     return worst
 
 
@@ -245,7 +252,8 @@ def _fit_reading(reads: list[tuple], rng: random.Random) -> tuple[list[float], f
         near = sorted(said / median for _, _, elapsed, median, _, said in reads if lo <= elapsed / median < hi)
         levels.append(near[len(near) // 2] if near else levels[-1] if levels else 1.0)
     levels = list(itertools.accumulate(levels, max))
-    score = _ratio_to_median(levels, reads)
+    checkpoints = _by_checkpoint(reads)
+    score = _ratio_to_median(levels, checkpoints)
     for _ in range(ORACLE_STEPS):
         changed, j = list(levels), rng.randrange(ORACLE_KNOTS)
         changed[j] *= math.exp(rng.gauss(0.0, 0.15))
@@ -253,7 +261,7 @@ def _fit_reading(reads: list[tuple], rng: random.Random) -> tuple[list[float], f
             end = min(j + rng.randrange(1, 6), ORACLE_KNOTS)
             changed[j:end] = [changed[j]] * (end - j)
         changed = list(itertools.accumulate(changed, max))
-        if (changed_score := _ratio_to_median(changed, reads)) <= score:
+        if (changed_score := _ratio_to_median(changed, checkpoints)) <= score:
             levels, score = changed, changed_score
     return levels, score
 

@@ -191,15 +191,10 @@ def p2_section(r: dict) -> list[str]:
                 "operations finish. *(info)* rows: every trend trusted as it is (no calibration, no count), and an "
                 "API whose progress misleads (it stops at 60 % when the operation ends). *Worst kind*: the highest "
                 "lag p95 of any one kind, where the promise (95 % within 15 s) is kept or not.", "",
-                "| seed | strategy | lag p50 s | lag p95 s | worst kind lag p95 s | lag max s | GETs/op | "
-                "GETs ÷ adaptation alone | early | p95 lag ÷ api-core | GETs ÷ api-core | result |",
-                "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-        out += [f"| {x['seed']} | {x['strategy']} | {_f(x['lag_p50_s'])} | {_f(x['lag_p95_s'])} | "
-                f"{_f(x['worst_kind_lag_p95_s'])} | {_f(x['lag_max_s'], 0)} | {_f(x['calls_per_op'])} | "
-                f"{_f(x['calls_vs_adaptation'], 2)} | "
-                f"{'' if x.get('early_share') is None else format(x['early_share'], '.1%')} | "
-                f"{_f(x['lag_p95_vs_api_core'], 2)} | {_f(x['calls_vs_api_core'], 2)} | "
-                f"{('**' + x['verdict'] + '**') if x['verdict'] else ''} |" for x in steering]
+                *_lag_table(steering, {
+                    "GETs ÷ adaptation alone": lambda x: _f(x["calls_vs_adaptation"], 2),
+                    "early": lambda x: "" if x.get("early_share") is None else format(x["early_share"], ".1%")},
+                    {"result": lambda x: f"**{x['verdict']}**" if x["verdict"] else ""})]
         out.append("")
     late = r.get("late_handover") or []
     if late:
@@ -209,14 +204,24 @@ def p2_section(r: dict) -> list[str]:
                 "the submission (before `started_at`), it polls a late operation as a young one and misses the ends "
                 "of its kind; counted from the start its API reports (Record.started, as deployed), it polls it "
                 "where operations of its kind end. api-core polls from the submission.", "",
-                "| seed | strategy | lag p50 s | lag p95 s | worst kind lag p95 s | lag max s | GETs/op | "
-                "p95 lag ÷ api-core | GETs ÷ api-core |",
-                "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
-        out += [f"| {x['seed']} | {x['strategy']} | {_f(x['lag_p50_s'])} | {_f(x['lag_p95_s'])} | "
-                f"{_f(x['worst_kind_lag_p95_s'])} | {_f(x['lag_max_s'], 0)} | {_f(x['calls_per_op'])} | "
-                f"{_f(x['lag_p95_vs_api_core'], 2)} | {_f(x['calls_vs_api_core'], 2)} |" for x in late]
+                *_lag_table(late)]
         out.append("")
     return out
+
+
+def _lag_table(rows: list[dict], middle: dict | None = None, last: dict | None = None) -> list[str]:
+    """P2's per-seed table of lag and GETs by strategy; `middle` and `last` add columns (header: cell of a row)
+    before and after the two ratios to api-core."""
+    columns = {"seed": lambda x: x["seed"], "strategy": lambda x: x["strategy"],
+               "lag p50 s": lambda x: _f(x["lag_p50_s"]), "lag p95 s": lambda x: _f(x["lag_p95_s"]),
+               "worst kind lag p95 s": lambda x: _f(x["worst_kind_lag_p95_s"]),
+               "lag max s": lambda x: _f(x["lag_max_s"], 0), "GETs/op": lambda x: _f(x["calls_per_op"]),
+               **(middle or {}),
+               "p95 lag ÷ api-core": lambda x: _f(x["lag_p95_vs_api_core"], 2),
+               "GETs ÷ api-core": lambda x: _f(x["calls_vs_api_core"], 2), **(last or {})}
+    aligns = ["---" if name in ("strategy", *(last or {})) else "---:" for name in columns]
+    return (["| " + " | ".join(columns) + " |", "|" + "|".join(aligns) + "|"]
+            + ["| " + " | ".join(str(cell(x)) for cell in columns.values()) + " |" for x in rows])
 
 
 def eta_section(r: dict) -> list[str]:
@@ -251,11 +256,8 @@ def eta_section(r: dict) -> list[str]:
         "learnt duration D by D^-w instead of 1/D (w = 0: a reader at a fixed elapsed time; w = 1: ours); weights "
         f"ahead of the per-kind median at every checkpoint of both workloads: {_sweep_winners(r)}. Where none "
         "is, no weighing of elapsed time alone serves every checkpoint; ours takes the calibrated reading "
-        "rather than one tuned to a checkpoint. A reading fitted to the checkpoints' own reads does win them "
-        "(the oracle at the end): what it learns is where in the life the reader stands (its end for an "
-        "operation seen at 0.1× its kind's median is about 4× the time elapsed, a quarter of the life), which "
-        "a reader at a random moment does not tell, and its table shows what that costs such a reader. With progress, the same pull toward mid-life keeps the blend level "
-        "with linear progress alone on the median at 75 % (within 0.01, ahead or behind by seed), ahead on the "
+        f"rather than one tuned to a checkpoint.{_oracle_lesson(r)} With progress, the same pull toward mid-life "
+        "keeps the blend level with linear progress alone on the median at 75 % (within 0.01, ahead or behind by seed), ahead on the "
         "p90. The checkpoints' verdicts are the goal; the random moment's are shown beside them, for information.",
         "",
         f"Goal: {r['goal']}.",
@@ -346,6 +348,17 @@ def _p2_seeds(r: dict) -> str:
         text += (f" / steered by progress: {sum(x['verdict'] == 'PASS' for x in steered)}/{len(steered)} seeds PASS, "
                  f"GETs {min(ratios):.2f}–{max(ratios):.2f}× adaptation alone")
     return text
+
+
+def _oracle_lesson(r: dict) -> str:
+    oracle = r.get("checkpoint_oracle")
+    if not oracle:
+        return ""
+    elapsed, end = oracle["shape"][0]
+    return (" A reading fitted to the checkpoints' own reads does win them (the oracle at the end): what it learns is "
+            f"where in the life the reader stands (its end for an operation seen at {elapsed:g}× its kind's median is "
+            f"{end / elapsed:.1f}× the time elapsed), which a reader at a random moment does not tell, and its table "
+            "shows what that costs such a reader.")
 
 
 def _sweep_winners(r: dict) -> str:

@@ -122,8 +122,8 @@ class Discovery:
                 log.warning("listed operation not trackable", extra={"error": exc.message})
                 continue
             # The listing says when it began: its first poll and its ETA count from then.
-            started_at = learning.believable_start(operation.get("metadata"), now)
-            records[record.id] = record.with_changes(started_at=started_at) if started_at else record
+            records[record.id] = record.with_changes(
+                started_at=learning.believable_start(operation.get("metadata"), record.submitted_at))
         known = self._store.existing_ids(list(records)) if records else set()
         for operation_id, record in records.items():
             if operation_id not in known and self._store.create(record)[1]:
